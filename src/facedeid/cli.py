@@ -1,0 +1,132 @@
+"""Command line: parses arguments, calls the library, prints. No logic of its own."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from . import __version__
+from .errors import BadArguments, FaceDeidError
+from .faces.detect import DEFAULT_DETECTOR, backends
+
+EXIT_OK = 0
+
+
+def _params(items: Sequence[str] | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items or []:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise BadArguments(f"--param {item!r}: use key=value")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _cmd_anonymize(args: argparse.Namespace) -> int:
+    from .api import anonymize_paths
+
+    worst = EXIT_OK
+    for res in anonymize_paths(
+        args.inputs, args.output, method=args.method, params=_params(args.param), detector=args.detector,
+        on_no_face=args.on_no_face, seed=args.research_seed, quiet=args.quiet,
+    ):
+        if res.message:
+            print(("warning: " if res.status == "no-face" else "error: ") + res.message, file=sys.stderr)
+        worst = worst or res.exit_code
+    return worst
+
+
+def _cmd_methods(args: argparse.Namespace) -> int:
+    from .methods import describe, registry
+
+    infos = [describe(cls) for cls in registry().values()]
+    if args.json:
+        print(json.dumps(infos, indent=2, default=str))
+        return EXIT_OK
+    for info in infos:
+        params = ", ".join(f"{k}={v}" for k, v in info["params"].items())
+        print(f"{info['name']:<12} {info['kind']:<16} {info['summary']}")
+        print(f"{'':<12} reference: {info['reference']}")
+        print(f"{'':<12} params: {params}\n")
+    return EXIT_OK
+
+
+def _cmd_detect(args: argparse.Namespace) -> int:
+    from .api import detect_file
+
+    faces = detect_file(args.image, detector=args.detector, with_68=args.landmarks68)
+    if args.json:
+        print(json.dumps({"image": str(args.image), "faces": [f.to_dict() for f in faces]}, indent=1))
+    else:
+        for f in faces:
+            print(f"{f.detector:<10} score {f.score:6.2f}  box {f.box.to_list()}")
+        print(f"{len(faces)} face(s)")
+    return EXIT_OK
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    paths = run_demo(Path(args.out), method=args.method)
+    for label, path in paths.items():
+        print(f"{label:<14} {path}")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="facedeid", description="Remove the identity from faces in photos.")
+    p.add_argument("--version", action="version", version=f"facedeid {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+    det_help = f"detector: {', '.join(sorted(backends()))}, union (default: {DEFAULT_DETECTOR}), or a+b"
+
+    a = sub.add_parser("anonymize", help="anonymize image files or folders")
+    a.add_argument("inputs", nargs="+", help="image files or folders (recursive)")
+    a.add_argument("-o", "--output", required=True, help="output file (single input) or folder")
+    a.add_argument("--method", default=None, help="method name or spec, e.g. blur or blur:r=20 (see `facedeid methods`)")
+    a.add_argument("--param", action="append", metavar="KEY=VALUE", help="method parameter (repeatable)")
+    a.add_argument("--detector", default=DEFAULT_DETECTOR, help=det_help)
+    a.add_argument("--on-no-face", choices=("copy", "fail"), default="copy",
+                   help="no face found: copy the image (without metadata) with a warning, or fail (exit 4)")
+    a.add_argument("--research-seed", type=int, default=None,
+                   help="seed privacy noise for a reproducible research run (NOT privacy-protecting)")
+    a.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    a.set_defaults(fn=_cmd_anonymize)
+
+    m = sub.add_parser("methods", help="list methods with parameters, defaults and book references")
+    m.add_argument("--json", action="store_true")
+    m.set_defaults(fn=_cmd_methods)
+
+    d = sub.add_parser("detect", help="detect faces in one image")
+    d.add_argument("image")
+    d.add_argument("--detector", default=DEFAULT_DETECTOR, help=det_help)
+    d.add_argument("--landmarks68", action="store_true", help="also output the 68 landmarks")
+    d.add_argument("--json", action="store_true")
+    d.set_defaults(fn=_cmd_detect)
+
+    g = sub.add_parser("demo", help="anonymize the embedded astronaut photo into out/demo")
+    g.add_argument("--out", default="out/demo")
+    g.add_argument("--method", default=None)
+    g.set_defaults(fn=_cmd_demo)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: 2 for bad usage, 0 for --help
+        return int(exc.code or 0)
+    try:
+        return int(args.fn(args))
+    except FaceDeidError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

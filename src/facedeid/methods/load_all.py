@@ -1,0 +1,2 @@
+"""Importing this module imports every method module, so that each registers itself."""
+from . import dp_obfuscation, obfuscation  # noqa: F401

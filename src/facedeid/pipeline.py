@@ -1,0 +1,150 @@
+"""The one data path: decode → detect → (landmarks) → method → paste back → encode.
+
+CLI, Python API and benchmarks all call these functions.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from .errors import BadArguments, FaceDeidError, NoFaceFound, OutputError
+from .faces.detect import DEFAULT_DETECTOR, detect
+from .faces.landmarks import with_landmarks68
+from .faces.types import Face
+from .media.images import IMAGE_SUFFIXES, DecodedImage, encode_image, read_image, write_atomic
+from .methods.base import Context, Method, get_method, parse_spec
+
+DEFAULT_METHOD = "pixelate"
+NO_FACE_POLICIES = ("copy", "fail")
+
+
+@dataclass
+class ImageResult:
+    """An anonymized RGB image, the faces it was based on and the method's report."""
+
+    image: np.ndarray
+    faces: list[Face]
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_method(method: str | Method, params: dict[str, Any] | None = None) -> Method:
+    """A :class:`Method` from an instance, a name, or a spec such as ``blur:r=20``."""
+    if isinstance(method, Method):
+        if params:
+            raise BadArguments("pass parameters either in the Method instance or as params, not both")
+        return method
+    name, spec_params = parse_spec(method)
+    return get_method(name, {**spec_params, **(params or {})})
+
+
+def anonymize(
+    image: np.ndarray,
+    method: str | Method = DEFAULT_METHOD,
+    params: dict[str, Any] | None = None,
+    detector: str = DEFAULT_DETECTOR,
+    faces: Sequence[Face] | None = None,
+    skip: Iterable[int] = (),
+    ctx: Context | None = None,
+) -> ImageResult:
+    """Anonymize every face in an RGB uint8 image (H×W×3).
+
+    ``faces`` may be given to skip detection; ``skip`` lists indices of faces to leave untouched
+    (e.g. a consenting person). Returns the new image; the input array is not modified.
+    """
+    m = resolve_method(method, params)
+    ctx = ctx or Context()
+    if faces is None:
+        faces = detect(image, detector)
+    faces = list(faces)
+    if getattr(m, "needs_68", False) or getattr(m.params, "region", "") == "hull":
+        faces = [with_landmarks68(image, f) for f in faces]
+    skipped = set(skip)
+    targets = [f for i, f in enumerate(faces) if i not in skipped]
+    out = m.apply(image, targets, ctx) if targets else None
+    result = out.image if out is not None else image.copy()
+    report = {"method": m.spec(), "faces": len(faces), "anonymized": len(targets), "randomness": ctx.rng.describe()}
+    report.update(ctx.report)
+    if out is not None:
+        report.update(out.report)
+    return ImageResult(result, faces, report)
+
+
+# --------------------------------------------------------------------------- files
+@dataclass
+class FileResult:
+    src: Path
+    dst: Path | None
+    status: str  # "ok", "no-face", "error", "skipped"
+    faces: int = 0
+    message: str = ""
+    exit_code: int = 0
+
+
+def _is_own_output(path: Path) -> bool:
+    return path.name.startswith(".facedeid-")
+
+
+def _walk(root: Path, exclude: Path) -> Iterator[Path]:
+    for dirpath, dirnames, filenames in os.walk(root):
+        here = Path(dirpath)
+        dirnames[:] = sorted(d for d in dirnames if (here / d).resolve() != exclude and not d.startswith("."))
+        for name in sorted(filenames):
+            p = here / name
+            if p.suffix.lower() in IMAGE_SUFFIXES and not _is_own_output(p):
+                yield p
+
+
+def plan(inputs: Sequence[str | Path], out: str | Path) -> Iterator[tuple[Path, Path]]:
+    """Pairs (input file, output file). Directories are walked recursively and mirrored under
+    ``out``; files inside ``out`` are never taken as inputs; an output never equals an input."""
+    out = Path(out)
+    out_res = out.resolve()
+    single_file = len(inputs) == 1 and Path(inputs[0]).is_file() and out.suffix.lower() in IMAGE_SUFFIXES
+    for item in inputs:
+        src = Path(item)
+        if src.is_dir():
+            for p in _walk(src, out_res):
+                yield p, out / src.name / p.relative_to(src) if len(inputs) > 1 else out / p.relative_to(src)
+        elif single_file:
+            yield src, out
+        else:
+            yield src, out / src.name
+
+
+def check_output(src: Path, dst: Path) -> None:
+    if dst.exists() and dst.resolve() == src.resolve():
+        raise OutputError(f"{dst}: refusing to overwrite the input")
+
+
+def anonymize_file(
+    src: str | Path,
+    dst: str | Path,
+    method: Method,
+    detector: str = DEFAULT_DETECTOR,
+    on_no_face: str = "copy",
+    ctx: Context | None = None,
+) -> FileResult:
+    """Anonymize one image file into ``dst`` (written atomically, no metadata).
+
+    With no face found: ``copy`` writes the image re-encoded without metadata and reports
+    ``no-face``; ``fail`` writes nothing and reports the error.
+    """
+    src, dst = Path(src), Path(dst)
+    if on_no_face not in NO_FACE_POLICIES:
+        raise BadArguments(f"on_no_face must be one of {', '.join(NO_FACE_POLICIES)}")
+    try:
+        check_output(src, dst)
+        dec: DecodedImage = read_image(src)
+        res = anonymize(dec.rgb, method, detector=detector, ctx=ctx)
+        if not res.faces and on_no_face == "fail":
+            raise NoFaceFound(f"{src}: no face found")
+        write_atomic(dst, encode_image(dec, res.image))
+    except FaceDeidError as exc:
+        return FileResult(src, None, "error", message=str(exc), exit_code=exc.exit_code)
+    status = "ok" if res.faces else "no-face"
+    msg = "" if res.faces else f"{src}: no face found; copied without metadata"
+    return FileResult(src, dst, status, faces=len(res.faces), message=msg)
