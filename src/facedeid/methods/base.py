@@ -59,6 +59,20 @@ class Method:
         return f"{self.name}:{vals}" if vals else self.name
 
 
+class SetMethod(Method):
+    """A method over a *set* of images (k-Same family): each output depends on several inputs.
+
+    ``apply_set`` receives every image with its faces and returns one output per image. Single-image
+    ``apply`` is refused: these methods have no meaning for one photo alone.
+    """
+
+    def apply(self, image: np.ndarray, faces: Sequence[Face], ctx: Context) -> MethodOutput:
+        raise BadArguments(f"{self.name} works on a set of images: use `facedeid anonymize-set`")
+
+    def apply_set(self, images: Sequence[np.ndarray], faces: Sequence[Sequence[Face]], ctx: Context) -> list[MethodOutput]:
+        raise NotImplementedError
+
+
 @dataclass(frozen=True)
 class RegionParams(Params):
     """Where a region method acts: ``region`` in ellipse/box/hull, grown by ``margin`` (fraction of
