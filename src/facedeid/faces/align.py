@@ -14,13 +14,19 @@ TEMPLATE_5 = np.array([[0.3150, 0.3846], [0.6850, 0.3846], [0.5000, 0.6600]], dt
 def umeyama(src: np.ndarray, dst: np.ndarray, estimate_scale: bool = True) -> np.ndarray:
     """Least-squares similarity transform mapping ``src`` points onto ``dst`` (Umeyama 1991).
 
-    Returns a 3×3 homogeneous matrix T with ``dst ≈ (T @ [src, 1]ᵀ)ᵀ``; the book's Eq. 8.13–8.14.
+    Returns the (d+1)×(d+1) homogeneous matrix T with ``dst ≈ s·R·src + t`` (R a proper rotation,
+    never a reflection; s = 1 without ``estimate_scale``); the book's Eq. 8.13–8.14.
+    Raises ``ValueError`` for mismatched shapes or coincident source points.
     """
     src = np.asarray(src, dtype=np.float64)
     dst = np.asarray(dst, dtype=np.float64)
+    if src.ndim != 2 or src.shape != dst.shape or src.shape[0] < 2:
+        raise ValueError(f"need two (n>=2, d) arrays of the same shape, got {src.shape} and {dst.shape}")
     n, dim = src.shape
     mu_s, mu_d = src.mean(axis=0), dst.mean(axis=0)
     sc, dc = src - mu_s, dst - mu_d
+    if (sc**2).sum() / n <= 1e-12:
+        raise ValueError("degenerate source points: they all coincide")
     cov = dc.T @ sc / n
     u, s, vt = np.linalg.svd(cov)
     d = np.ones(dim)

@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from ..errors import ModelUnavailable
+from ..faces.align import umeyama
 from ..faces.landmarks import arcface_points
 from ..faces.types import Face
 from .fetch import ensure_mobilefacenet
@@ -40,37 +41,6 @@ ARCFACE_TEMPLATE = np.array(
     ],
     dtype=np.float64,
 )
-
-
-def umeyama(src: np.ndarray, dst: np.ndarray, estimate_scale: bool = True) -> np.ndarray:
-    """Least-squares similarity transform mapping ``src`` points onto ``dst`` (Umeyama 1991).
-
-    ``src`` and ``dst`` are (n, d) arrays of corresponding points. Returns the (d+1, d+1)
-    homogeneous matrix ``T`` with ``dst ~ s R src + t`` (``R`` a proper rotation, never a
-    reflection; ``s = 1`` when ``estimate_scale`` is false). Raises ``ValueError`` for
-    mismatched shapes or when the source points all coincide.
-    """
-    src = np.asarray(src, dtype=np.float64)
-    dst = np.asarray(dst, dtype=np.float64)
-    if src.ndim != 2 or src.shape != dst.shape or src.shape[0] < 2:
-        raise ValueError(f"need two (n>=2, d) arrays of the same shape, got {src.shape} and {dst.shape}")
-    num, dim = src.shape
-    src_mean, dst_mean = src.mean(axis=0), dst.mean(axis=0)
-    src_c, dst_c = src - src_mean, dst - dst_mean
-    src_var = float((src_c**2).sum() / num)
-    if src_var <= 1e-12:
-        raise ValueError("degenerate source points: they all coincide")
-    cov = dst_c.T @ src_c / num
-    u, sv, vt = np.linalg.svd(cov)
-    d = np.ones(dim)
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
-        d[-1] = -1.0  # flip the weakest axis so that R is a rotation, not a reflection
-    rot = u @ np.diag(d) @ vt
-    scale = float(sv @ d) / src_var if estimate_scale else 1.0
-    t = np.eye(dim + 1)
-    t[:dim, :dim] = scale * rot
-    t[:dim, dim] = dst_mean - scale * rot @ src_mean
-    return t
 
 
 def as_rgb_uint8(image: np.ndarray) -> np.ndarray:
