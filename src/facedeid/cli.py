@@ -66,6 +66,23 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluation import evaluate
+
+    ev = evaluate(args.original, args.anonymized, pairs=args.pairs, detectors=args.detectors.split(","))
+    if args.csv:
+        print(ev.to_csv(), end="")
+    elif args.json:
+        print(ev.to_json())
+    else:
+        for key, value in ev.summary.items():
+            print(f"{key:<24} {value if isinstance(value, dict) else (f'{value:.4f}' if isinstance(value, float) else value)}")
+    for f in ev.files:
+        if f.error:
+            print(f"error: {f.error}", file=sys.stderr)
+    return 3 if any(f.error for f in ev.files) else EXIT_OK
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -104,6 +121,16 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--landmarks68", action="store_true", help="also output the 68 landmarks")
     d.add_argument("--json", action="store_true")
     d.set_defaults(fn=_cmd_detect)
+
+    e = sub.add_parser("evaluate", help="privacy and utility figures: originals vs anonymized (paired by relative path)")
+    e.add_argument("--original", required=True, help="folder of original images")
+    e.add_argument("--anonymized", required=True, help="folder of anonymized images (same relative paths)")
+    e.add_argument("--pairs", default=None, help="LFW-format pairs file: verification with the second image anonymized")
+    e.add_argument("--detectors", default="hog,haar,centerface", help="detectors for the face detection rate")
+    fmt = e.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true")
+    fmt.add_argument("--csv", action="store_true", help="one row per face")
+    e.set_defaults(fn=_cmd_evaluate)
 
     g = sub.add_parser("demo", help="anonymize the embedded astronaut photo into out/demo")
     g.add_argument("--out", default="out/demo")
