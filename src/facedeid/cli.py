@@ -83,6 +83,20 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 3 if any(f.error for f in ev.files) else EXIT_OK
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    import os
+
+    from .bench import report, runner
+
+    if args.data:
+        os.environ["FACEDEID_DATA"] = str(Path(args.data).resolve())
+    rows = runner.run(args.method, Path(args.out), n_pairs=args.pairs, n_identities=args.identities,
+                      workers=args.workers, seed=args.research_seed, sweeps=args.sweep or [])
+    print(report.markdown_table(rows))
+    print(f"\nreport: {Path(args.out) / 'report.md'}  {Path(args.out) / 'report.html'}")
+    return EXIT_OK
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -131,6 +145,17 @@ def build_parser() -> argparse.ArgumentParser:
     fmt.add_argument("--json", action="store_true")
     fmt.add_argument("--csv", action="store_true", help="one row per face")
     e.set_defaults(fn=_cmd_evaluate)
+
+    b = sub.add_parser("bench", help="benchmark methods on LFW fold 1 (privacy, attacker, detection, quality) and write a report")
+    b.add_argument("--data", default=None, help="shared data folder (default: ../shared/data or $FACEDEID_DATA)")
+    b.add_argument("--method", action="append", required=True, help="method spec, repeatable (e.g. blur:r=5)")
+    b.add_argument("--sweep", action="append", help="name=v1,v2,...: also run every method that has this parameter at each value")
+    b.add_argument("--out", default="out/bench", help="report folder")
+    b.add_argument("--pairs", type=int, default=600, help="fold-1 pairs (half matched, half mismatched)")
+    b.add_argument("--identities", type=int, default=100, help="LFW people for identification and the adaptive attacker")
+    b.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    b.add_argument("--research-seed", type=int, default=None, help="reproducible noise (NOT privacy-protecting)")
+    b.set_defaults(fn=_cmd_bench)
 
     g = sub.add_parser("demo", help="anonymize the embedded astronaut photo into out/demo")
     g.add_argument("--out", default="out/demo")

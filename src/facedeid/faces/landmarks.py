@@ -19,8 +19,9 @@ def _predictor(kind: str) -> "dlib.shape_predictor":
 
 
 def dlib_rect(box: Box) -> "dlib.rectangle":
+    """dlib rectangle of a box (dlib's right/bottom are inclusive, ours exclusive)."""
     x0, y0, x1, y1 = (int(round(v)) for v in (box.x0, box.y0, box.x1, box.y1))
-    return dlib.rectangle(x0, y0, x1, y1)
+    return dlib.rectangle(x0, y0, x1 - 1, y1 - 1)
 
 
 def _shape(image: np.ndarray, box: Box, kind: str) -> np.ndarray:
