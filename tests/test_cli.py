@@ -61,11 +61,15 @@ def test_bad_inputs_get_exit_codes_and_others_still_run(data, tmp_path, capsys):
     buf = io.BytesIO()
     Image.fromarray(np.zeros((100, 100, 3), np.uint8)).save(buf, format="JPEG")
     (inp / "trunc.jpg").write_bytes(buf.getvalue()[:300])
+    from tests.media.test_images import _png_header_only
+
+    (inp / "bomb.png").write_bytes(_png_header_only(30000, 30000))
     code = main(["anonymize", str(inp), "-o", str(tmp_path / "out"), "-q"])
     err = capsys.readouterr().err
     assert code == UnsupportedMedia.exit_code
     assert (tmp_path / "out" / "George_W_Bush_0001.jpg").exists()
-    for name in ("empty.jpg", "text.jpg", "trunc.jpg"):
+    assert "too large" in err
+    for name in ("empty.jpg", "text.jpg", "trunc.jpg", "bomb.png"):
         assert sum(name in line for line in err.splitlines()) == 1
         assert not (tmp_path / "out" / name).exists()
 
