@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.facedeid-installed
 
-.PHONY: setup models demo test test-slow bench-detection clean
+.PHONY: setup models browser demo test test-slow bench-detection serve clean
 
 setup: $(STAMP)
 
@@ -21,10 +21,16 @@ $(STAMP): pyproject.toml Makefile
 models: setup
 	$(PY) -m facedeid.identity.fetch
 
+# The web page's end-to-end test drives Debian's Chromium (no browser download).
+browser:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	  else echo "the browser test needs Debian's chromium: sudo apt-get install chromium" >&2; fi; }
+
 demo: setup
 	$(PY) -m facedeid demo --out out/demo
 
-test: setup models
+test: setup models browser
 	$(PY) -m pytest -q
 
 test-slow: setup models
@@ -32,6 +38,9 @@ test-slow: setup models
 
 bench-detection: setup
 	$(PY) -m facedeid.bench.detection
+
+serve: setup
+	$(PY) -m facedeid serve
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

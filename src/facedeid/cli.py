@@ -38,6 +38,24 @@ def _cmd_anonymize(args: argparse.Namespace) -> int:
     return worst
 
 
+def _cmd_anonymize_set(args: argparse.Namespace) -> int:
+    from .set_pipeline import anonymize_set_paths
+
+    run = anonymize_set_paths(args.inputs, args.output, method=args.method, params=_params(args.param),
+                              detector=args.detector, quiet=args.quiet)
+    for res in run.files:
+        if res.message:
+            print(("warning: " if res.status == "no-face" else "error: ") + res.message, file=sys.stderr)
+    if args.report:
+        from .media.images import write_atomic
+
+        write_atomic(args.report, json.dumps(run.report, indent=1, default=str).encode())
+    ks = run.report.get("ksame")
+    if ks and not args.quiet:
+        print(f"{ks['faces']} face(s) of {ks['people']} people in {len(ks['clusters'])} clusters: {ks['guarantee']}")
+    return next((r.exit_code for r in run.files if r.exit_code), EXIT_OK)
+
+
 def _cmd_methods(args: argparse.Namespace) -> int:
     from .methods import describe, registry
 
@@ -97,6 +115,17 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .web.app import Limits, create_app
+
+    limits = Limits(max_upload_bytes=args.max_upload_mb * 1024 * 1024, max_pixels=int(args.max_megapixels * 1e6))
+    print(f"facedeid page on http://{args.host}:{args.port}/  (Ctrl-C to stop)")
+    uvicorn.run(create_app(limits), host=args.host, port=args.port, log_level="warning")
+    return EXIT_OK
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -104,6 +133,19 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     for label, path in paths.items():
         print(f"{label:<14} {path}")
     return EXIT_OK
+
+
+def _cmd_batch(args: argparse.Namespace) -> int:
+    from .batch import run_batch
+
+    summary = run_batch(
+        args.source, args.output, method=args.method, params=_params(args.param), detector=args.detector,
+        engine=args.engine, workers=args.workers, address=args.address, retries=args.retries, reset=args.reset,
+        evaluate=args.evaluate, plan_only=args.plan_only, limit=args.limit, progress=not args.quiet,
+    )
+    for line in summary.lines():
+        print(line, file=sys.stderr if line.startswith(("failed:", "…")) else sys.stdout)
+    return summary.exit_code
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -124,6 +166,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seed privacy noise for a reproducible research run (NOT privacy-protecting)")
     a.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     a.set_defaults(fn=_cmd_anonymize)
+
+    ks = sub.add_parser("anonymize-set", help="anonymize image files or folders as ONE set (k-Same family)")
+    ks.add_argument("inputs", nargs="+", help="image files or folders (recursive): together they form the set")
+    ks.add_argument("-o", "--output", required=True, help="output folder (mirrors the inputs)")
+    ks.add_argument("--method", default="ksame-pixel", help="set method: ksame-pixel, ksame-eigen, ksame-select, ksame-m")
+    ks.add_argument("--param", action="append", metavar="KEY=VALUE", help="method parameter (repeatable), e.g. k=10")
+    ks.add_argument("--detector", default=DEFAULT_DETECTOR, help=det_help)
+    ks.add_argument("--report", default=None, help="write the set report (clusters, images without a face) as JSON")
+    ks.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    ks.set_defaults(fn=_cmd_anonymize_set)
 
     m = sub.add_parser("methods", help="list methods with parameters, defaults and book references")
     m.add_argument("--json", action="store_true")
@@ -157,10 +209,34 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--research-seed", type=int, default=None, help="reproducible noise (NOT privacy-protecting)")
     b.set_defaults(fn=_cmd_bench)
 
+    w = sub.add_parser("serve", help="a local web page (bound to 127.0.0.1 by default)")
+    w.add_argument("--host", default="127.0.0.1")
+    w.add_argument("--port", type=int, default=8000)
+    w.add_argument("--max-upload-mb", type=int, default=25)
+    w.add_argument("--max-megapixels", type=float, default=40.0)
+    w.set_defaults(fn=_cmd_serve)
+
     g = sub.add_parser("demo", help="anonymize the embedded astronaut photo into out/demo")
     g.add_argument("--out", default="out/demo")
     g.add_argument("--method", default=None)
     g.set_defaults(fn=_cmd_demo)
+
+    bt = sub.add_parser("batch", help="resumable batch run over a folder or manifest (local processes or a Ray cluster)")
+    bt.add_argument("source", help="folder (walked lazily), text file (one path a line) or CSV with a 'path' column")
+    bt.add_argument("-o", "--output", required=True, help="output folder (mirrored tree; holds the job ledger)")
+    bt.add_argument("--method", default="pixelate", help="single-image method or spec (set methods: use anonymize-set)")
+    bt.add_argument("--param", action="append", metavar="KEY=VALUE", help="method parameter (repeatable)")
+    bt.add_argument("--detector", default=DEFAULT_DETECTOR, help=det_help)
+    bt.add_argument("--workers", type=int, default=None, help="processes (default: all cores; ray: CPUs of a new local cluster)")
+    bt.add_argument("--engine", choices=("local", "ray"), default="local", help="local process pool, or a Ray cluster")
+    bt.add_argument("--address", default=None, help="Ray cluster address (default: start a local one)")
+    bt.add_argument("--retries", type=int, default=3, help="attempts per item, across runs (default 3)")
+    bt.add_argument("--reset", action="store_true", help="delete this folder's batch outputs and ledger, start over")
+    bt.add_argument("--evaluate", action="store_true", help="store SSIM, PSNR and dlib identity distance per item")
+    bt.add_argument("--plan-only", action="store_true", help="register the items in the ledger, run nothing")
+    bt.add_argument("--limit", type=int, default=None, help="start at most N new items in this run")
+    bt.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    bt.set_defaults(fn=_cmd_batch)
     return p
 
 
