@@ -27,6 +27,8 @@ def test_identical_folders_give_zero_distance(folders):
     assert s["images"] == 4 and s["faces"] >= 4
     assert s["id_distance_dlib"] == pytest.approx(0.0, abs=1e-6) and s["sdr_dlib"] == 0.0
     assert s["fdr_centerface"] == 1.0 and s["psnr"] == float("inf") and s["ssim"] == pytest.approx(1.0)
+    assert s["landmark_all"] == 0.0 and s["pose_error"] == pytest.approx(0.0, abs=1e-6)
+    assert s["emotion_same"] == 1.0 and s["gender_same"] == 1.0
 
 
 def test_masked_faces_are_deidentified(folders):
@@ -35,6 +37,7 @@ def test_masked_faces_are_deidentified(folders):
     assert ev.summary["sdr_dlib"] >= 0.75 and ev.summary["id_distance_dlib"] > 0.6
     assert ev.summary["fdr_hog"] <= 0.25
     assert ev.summary["psnr_face"] < ev.summary["psnr"]
+    assert ev.summary["landmark_all"] > 1.0
     csv_text = ev.to_csv()
     assert csv_text.splitlines()[0].startswith("file,face,id_distance_dlib")
     assert len(csv_text.splitlines()) == ev.summary["faces"] + 1

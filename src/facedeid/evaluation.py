@@ -10,6 +10,7 @@ the second anonymized, next to the same figures on originals only.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 from dataclasses import asdict, dataclass, field
@@ -21,6 +22,8 @@ import numpy as np
 from .bench.detection import match
 from .errors import BadArguments, FaceDeidError
 from .faces.detect import DEFAULT_DETECTOR, detect
+from .faces.landmarks import landmarks68
+from .faces.types import Face
 from .identity.recognizers import Recognizer, cosine_similarity, distance
 from .media.images import IMAGE_SUFFIXES, read_image
 from .metrics.privacy import sdr, verification
@@ -49,6 +52,7 @@ class FaceRow:
     detected: dict[str, bool] = field(default_factory=dict)
     psnr_face: float = float("nan")
     ssim_face: float = float("nan")
+    utility: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -75,12 +79,14 @@ class Evaluation:
         buf = io.StringIO()
         recs = sorted({k for f in self.faces for k in f.id_distance})
         dets = sorted({k for f in self.faces for k in f.detected})
+        util = sorted({k for f in self.faces for k in f.utility})
         w = csv.writer(buf)
         w.writerow(["file", "face", *[f"id_distance_{r}" for r in recs], *[f"csim_{r}" for r in recs],
-                    *[f"detected_{d}" for d in dets], "psnr_face", "ssim_face"])
+                    *[f"detected_{d}" for d in dets], "psnr_face", "ssim_face", *util])
         for f in self.faces:
             w.writerow([f.file, f.face, *[_r(f.id_distance.get(r)) for r in recs], *[_r(f.csim.get(r)) for r in recs],
-                        *[int(f.detected.get(d, False)) for d in dets], _r(f.psnr_face), _r(f.ssim_face)])
+                        *[int(f.detected.get(d, False)) for d in dets], _r(f.psnr_face), _r(f.ssim_face),
+                        *[_r(f.utility.get(k)) for k in util]])
         return buf.getvalue()
 
 
@@ -107,6 +113,36 @@ def paired_files(original: Path, anonymized: Path) -> list[str]:
     return common
 
 
+@functools.cache
+def _classifiers() -> tuple[Any, Any]:
+    from .metrics.utility import EmotionClassifier, GenderClassifier
+
+    return EmotionClassifier(), GenderClassifier()
+
+
+def face_utility(a: np.ndarray, b: np.ndarray, face: Face, found: Sequence[Face]) -> dict[str, float]:
+    """Utility of one anonymized face (book Ch. 3.3.2; Tables 6.2, 7.1, 8.4).
+
+    Landmarks on the anonymized image come from the detection matching the original face (or, when
+    no detector finds it, from the predictor run in the original box): landmark distance (box, all,
+    eyes, nose, mouth), head-pose error, mouth/eye openness change, and agreement of the emotion
+    and gender classifiers.
+    """
+    from .metrics.utility import expression_change, expression_ratios, head_pose, landmark_distances, pose_error
+
+    match_b = next((f for f in found if match([face.box], [f.box])[0] == 1), None)
+    box_b = match_b.box if match_b is not None else face.box
+    la, lb = landmarks68(a, face.box), landmarks68(b, box_b)
+    out = {f"landmark_{k}": v for k, v in landmark_distances(la, lb, face.box, box_b).items()}
+    out["pose_error"] = pose_error(head_pose(la, a.shape), head_pose(lb, b.shape))["mean"]
+    change = expression_change(expression_ratios(la), expression_ratios(lb))
+    out.update({f"expr_{k}": v for k, v in change.items() if k.endswith("_rel")})
+    emo, gen = _classifiers()
+    out["emotion_same"] = float(np.argmax(emo.predict(a, [face])[0]) == np.argmax(emo.predict(b, [face])[0]))
+    out["gender_same"] = float((gen.predict(a, [face])[0] > 0.5) == (gen.predict(b, [face])[0] > 0.5))
+    return out
+
+
 def _box_crop(img: np.ndarray, box) -> np.ndarray:
     x0, y0, x1, y1 = box.clipped(img.shape[1], img.shape[0]).as_int()
     return img[y0:y1, x0:x1]
@@ -125,10 +161,14 @@ def evaluate_file(a: np.ndarray, b: np.ndarray, name: str, recognizers: Sequence
         ea, eb = rec.embed(a, faces), rec.embed(b, faces)
         for row, d, c in zip(rows, distance(ea, eb, rec.metric), cosine_similarity(ea, eb)):
             row.id_distance[rec.name], row.csim[rec.name] = float(d), float(c)
+    found_by: dict[str, list[Face]] = {}
     for det in detectors:
-        found = [f.box for f in detect(b, det)]
+        found_by[det] = detect(b, det)
         for row, f in zip(rows, faces):
-            row.detected[det] = match([f.box], found)[0] == 1
+            row.detected[det] = match([f.box], [x.box for x in found_by[det]])[0] == 1
+    found = found_by.get(detector) or detect(b, detector)
+    for row, f in zip(rows, faces):
+        row.utility = face_utility(a, b, f, found)
     for row, f in zip(rows, faces):
         ca, cb = _box_crop(a, f.box), _box_crop(b, f.box)
         if min(ca.shape[:2]) >= 7:
@@ -163,6 +203,8 @@ def summarize(files: list[FileRow], faces: list[FaceRow], recognizers: Sequence[
         s[f"sdr_{rec.name}"] = sdr(d, rec.threshold)
     for det in detectors:
         s[f"fdr_{det}"] = float(np.mean([f.detected[det] for f in faces])) if faces else float("nan")
+    for key in sorted({k for f in faces for k in f.utility}):
+        s[key] = _finite_mean([f.utility[key] for f in faces if key in f.utility])
     return s
 
 

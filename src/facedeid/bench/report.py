@@ -18,6 +18,8 @@ COLUMNS = [
     ("far", "FAR@τ"), ("tar_far1", "TAR@FAR1%"), ("tar_orig", "orig. TAR@τ"), ("rank1", "rank-1 (clean gallery)"),
     ("adaptive_rank1", "adaptive rank-1"), ("lbph_adaptive_rank1", "LBPH adaptive rank-1"), ("chance", "chance"),
     ("fdr_hog", "FDR hog"), ("fdr_haar", "FDR haar"), ("fdr_centerface", "FDR centerface"), ("psnr", "PSNR"), ("ssim", "SSIM"),
+    ("landmark_all", "landmark dist. px"), ("pose_error", "pose err. °"), ("expr_mouth_open_rel", "mouth-open change"),
+    ("emotion_same", "emotion kept"), ("gender_same", "gender kept"),
     ("s_per_face", "s/face"),
 ]
 

@@ -79,9 +79,13 @@ def _anonymized(job: tuple[str, Face, str, int | None, tuple[str, ...]]) -> tupl
     t0 = time.perf_counter()
     out = anonymize(img, spec, faces=[face], ctx=Context(rng=PrivacyRandom(seed))).image
     secs = time.perf_counter() - t0
-    found = {d: match([face.box], [f.box for f in detect(out, d)])[0] == 1 for d in detectors}
+    from ..evaluation import face_utility
+
+    found_by = {d: detect(out, d) for d in {*detectors, _W["detector"]}}
+    found = {d: match([face.box], [f.box for f in found_by[d]])[0] == 1 for d in detectors}
     return path, {"emb": _embed_all(out, face), "crop": _grey_crop(out, face), "detected": found,
-                  "psnr": psnr(img, out), "ssim": ssim(img, out), "seconds": secs, "thumb": out}
+                  "psnr": psnr(img, out), "ssim": ssim(img, out), "seconds": secs, "thumb": out,
+                  "utility": face_utility(img, out, face, found_by[_W["detector"]])}
 
 
 # --------------------------------------------------------------------------- data
@@ -179,6 +183,9 @@ def method_rows(spec: str, proto: Protocol, orig: dict, anon: dict | None, recog
                       s_per_face=float(np.mean([v["seconds"] for v in vals])))
         for d in detectors:
             common[f"fdr_{d}"] = float(np.mean([v["detected"][d] for v in vals]))
+        for key in ("landmark_all", "pose_error", "expr_mouth_open_rel", "emotion_same", "gender_same"):
+            got = [v["utility"][key] for v in vals if key in v["utility"] and np.isfinite(v["utility"][key])]
+            common[key] = float(np.mean(got)) if got else float("nan")
     common["lbph_adaptive_rank1"] = _lbph(proto, orig, anon)
     rows = []
     for rec in recognizers:
