@@ -29,6 +29,8 @@ def test_identical_folders_give_zero_distance(folders):
     assert s["fdr_centerface"] == 1.0 and s["psnr"] == float("inf") and s["ssim"] == pytest.approx(1.0)
     assert s["landmark_all"] == 0.0 and s["pose_error"] == pytest.approx(0.0, abs=1e-6)
     assert s["emotion_same"] == 1.0 and s["gender_same"] == 1.0
+    assert s["fid"]["available"] is False and s["fid"]["value"] is None and s["fid"]["reason"].startswith("not available")
+    assert s["lpips"]["available"] is False and s["lpips"]["value"] is None
 
 
 def test_masked_faces_are_deidentified(folders):

@@ -87,14 +87,17 @@ def _cmd_detect(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluation import evaluate
 
-    ev = evaluate(args.original, args.anonymized, pairs=args.pairs, detectors=args.detectors.split(","))
+    ev = evaluate(args.original, args.anonymized, pairs=args.pairs, detectors=args.detectors.split(","),
+                  fid_weights=args.fid_weights, lpips_weights=args.lpips_weights, lpips_heads=args.lpips_heads)
     if args.csv:
         print(ev.to_csv(), end="")
     elif args.json:
         print(ev.to_json())
     else:
         for key, value in ev.summary.items():
-            print(f"{key:<24} {value if isinstance(value, dict) else (f'{value:.4f}' if isinstance(value, float) else value)}")
+            if isinstance(value, dict) and "available" in value:
+                value = value["value"] if value["available"] else value["reason"]
+            print(f"{key:<24} {value if isinstance(value, (dict, str)) else (f'{value:.4f}' if isinstance(value, float) else value)}")
     for f in ev.files:
         if f.error:
             print(f"error: {f.error}", file=sys.stderr)
@@ -193,6 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--anonymized", required=True, help="folder of anonymized images (same relative paths)")
     e.add_argument("--pairs", default=None, help="LFW-format pairs file: verification with the second image anonymized")
     e.add_argument("--detectors", default="hog,haar,centerface", help="detectors for the face detection rate")
+    e.add_argument("--fid-weights", default=None, help="pytorch-fid Inception weights (pt_inception-2015-12-05-6726825d.pth)")
+    e.add_argument("--lpips-weights", default=None, help="torchvision AlexNet state dict (optionally with the lpips heads)")
+    e.add_argument("--lpips-heads", default=None, help="lpips linear heads (alex.pth) when not inside --lpips-weights")
     fmt = e.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true")
     fmt.add_argument("--csv", action="store_true", help="one row per face")

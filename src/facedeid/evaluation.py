@@ -254,14 +254,44 @@ def _pair_verification(pairs, original: Path, anonymized: Path, recognizers, det
     return out
 
 
+def _face_crops(a: np.ndarray, b: np.ndarray, rows: Sequence[FaceRow], size: int = 128) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Same-box crops of every face, resized to ``size``² (inputs of FID and LPIPS)."""
+    import cv2
+
+    from .faces.types import Box
+
+    out = []
+    for r in rows:
+        box = Box(*r.box).expanded(0.1)
+        ca, cb = _box_crop(a, box), _box_crop(b, box)
+        if min(ca.shape[:2]) >= 8:
+            out.append((cv2.resize(ca, (size, size), interpolation=cv2.INTER_AREA), cv2.resize(cb, (size, size), interpolation=cv2.INTER_AREA)))
+    return out
+
+
+def perceptual(crops: list[tuple[np.ndarray, np.ndarray]], fid_weights: str | None, lpips_weights: str | None,
+               lpips_heads: str | None) -> dict[str, Any]:
+    """FID and LPIPS over the face crops, or why they are not available (never a substitute)."""
+    from .metrics import perceptual as pm
+
+    a = [x for x, _ in crops]
+    b = [y for _, y in crops]
+    return {"fid": pm.fid(a, b, weights=fid_weights).to_dict() if len(crops) >= 2 or not pm.available(fid_weights) else
+            {"name": "fid", "value": None, "available": False, "reason": "not available: fewer than 2 faces"},
+            "lpips": pm.lpips(a, b, weights=lpips_weights, heads=lpips_heads).to_dict() if crops or not pm.available(lpips_weights) else
+            {"name": "lpips", "value": None, "available": False, "reason": "not available: no face"}}
+
+
 def evaluate(original: str | Path, anonymized: str | Path, pairs: str | Path | None = None,
              recognizers: Sequence[Recognizer] | None = None, detectors: Sequence[str] = DEFAULT_DETECTORS,
-             detector: str = DEFAULT_DETECTOR) -> Evaluation:
+             detector: str = DEFAULT_DETECTOR, fid_weights: str | None = None, lpips_weights: str | None = None,
+             lpips_heads: str | None = None) -> Evaluation:
     """Evaluate every image present in both folders (see module docstring)."""
     original, anonymized = Path(original), Path(anonymized)
     recognizers = list(recognizers) if recognizers is not None else default_recognizers()
     files: list[FileRow] = []
     faces: list[FaceRow] = []
+    crops: list[tuple[np.ndarray, np.ndarray]] = []
     for name in paired_files(original, anonymized):
         try:
             a, b = read_image(original / name).rgb, read_image(anonymized / name).rgb
@@ -271,7 +301,9 @@ def evaluate(original: str | Path, anonymized: str | Path, pairs: str | Path | N
             continue
         files.append(frow)
         faces.extend(frows)
+        crops += _face_crops(a, b, frows)
     summary = summarize(files, faces, recognizers, detectors)
+    summary.update(perceptual(crops, fid_weights, lpips_weights, lpips_heads))
     if pairs is not None:
         summary["verification"] = _pair_verification(pairs_from_file(Path(pairs)), original, anonymized, recognizers, detector)
     return Evaluation(files, faces, summary)
