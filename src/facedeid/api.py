@@ -10,7 +10,7 @@ from .faces.detect import DEFAULT_DETECTOR, detect
 from .faces.types import Face
 from .media.images import read_image
 from .methods.base import Context
-from .pipeline import DEFAULT_METHOD, FileResult, anonymize, anonymize_file, plan, resolve_method
+from .pipeline import DEFAULT_METHOD, FileResult, VideoOptions, anonymize, anonymize_file, plan, resolve_method
 from .privacy.randomness import PrivacyRandom
 
 __all__ = ["anonymize", "anonymize_paths", "detect_file", "detect"]
@@ -30,6 +30,7 @@ def anonymize_paths(
     on_no_face: str = "copy",
     seed: int | None = None,
     quiet: bool = True,
+    video: VideoOptions | None = None,
 ) -> Iterator[FileResult]:
     """Anonymize files and folders into ``output`` (mirrored tree); yields one result per file.
 
@@ -43,4 +44,4 @@ def anonymize_paths(
     bar = tqdm(jobs, unit="img", disable=quiet or len(jobs) <= 1)
     for i, (src, dst) in enumerate(bar):
         ctx = Context(rng=PrivacyRandom(None if seed is None else seed + i))
-        yield anonymize_file(src, dst, m, detector=detector, on_no_face=on_no_face, ctx=ctx)
+        yield anonymize_file(src, dst, m, detector=detector, on_no_face=on_no_face, ctx=ctx, video=video)

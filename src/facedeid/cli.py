@@ -26,14 +26,16 @@ def _params(items: Sequence[str] | None) -> dict[str, str]:
 
 def _cmd_anonymize(args: argparse.Namespace) -> int:
     from .api import anonymize_paths
+    from .pipeline import VideoOptions
 
+    video = VideoOptions(detect_every=args.detect_every, quality=args.quality, keep_partial=args.keep_partial)
     worst = EXIT_OK
     for res in anonymize_paths(
         args.inputs, args.output, method=args.method, params=_params(args.param), detector=args.detector,
-        on_no_face=args.on_no_face, seed=args.research_seed, quiet=args.quiet,
+        on_no_face=args.on_no_face, seed=args.research_seed, quiet=args.quiet, video=video,
     ):
         if res.message:
-            print(("warning: " if res.status == "no-face" else "error: ") + res.message, file=sys.stderr)
+            print(("error: " if res.status == "error" else "warning: ") + res.message, file=sys.stderr)
         worst = worst or res.exit_code
     return worst
 
@@ -157,8 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     det_help = f"detector: {', '.join(sorted(backends()))}, union (default: {DEFAULT_DETECTOR}), or a+b"
 
-    a = sub.add_parser("anonymize", help="anonymize image files or folders")
-    a.add_argument("inputs", nargs="+", help="image files or folders (recursive)")
+    a = sub.add_parser("anonymize", help="anonymize image or video files, or folders")
+    a.add_argument("inputs", nargs="+", help="image or video files, or folders (recursive)")
     a.add_argument("-o", "--output", required=True, help="output file (single input) or folder")
     a.add_argument("--method", default=None, help="method name or spec, e.g. blur or blur:r=20 (see `facedeid methods`)")
     a.add_argument("--param", action="append", metavar="KEY=VALUE", help="method parameter (repeatable)")
@@ -168,6 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--research-seed", type=int, default=None,
                    help="seed privacy noise for a reproducible research run (NOT privacy-protecting)")
     a.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    a.add_argument("--detect-every", type=int, default=1, help="video: run the detector every N frames (optical flow between)")
+    a.add_argument("--quality", type=int, default=18, help="video: x264 CRF (lower = better, 18 ≈ visually lossless)")
+    a.add_argument("--keep-partial", action="store_true", help="video: on a corrupt/truncated input, write the frames decoded so far")
     a.set_defaults(fn=_cmd_anonymize)
 
     ks = sub.add_parser("anonymize-set", help="anonymize image files or folders as ONE set (k-Same family)")

@@ -16,6 +16,7 @@ from .faces.detect import DEFAULT_DETECTOR, detect
 from .faces.landmarks import with_landmarks68
 from .faces.types import Face
 from .media.images import IMAGE_SUFFIXES, DecodedImage, encode_image, read_image, write_atomic
+from .media.video import VIDEO_SUFFIXES
 from .methods.base import Context, Method, get_method, parse_spec
 
 DEFAULT_METHOD = "pixelate"
@@ -94,7 +95,7 @@ def _walk(root: Path, exclude: Path) -> Iterator[Path]:
         dirnames[:] = sorted(d for d in dirnames if (here / d).resolve() != exclude and not d.startswith("."))
         for name in sorted(filenames):
             p = here / name
-            if p.suffix.lower() in IMAGE_SUFFIXES and not _is_own_output(p):
+            if p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES and not _is_own_output(p):
                 yield p
 
 
@@ -103,7 +104,7 @@ def plan(inputs: Sequence[str | Path], out: str | Path) -> Iterator[tuple[Path, 
     ``out``; files inside ``out`` are never taken as inputs; an output never equals an input."""
     out = Path(out)
     out_res = out.resolve()
-    single_file = len(inputs) == 1 and Path(inputs[0]).is_file() and out.suffix.lower() in IMAGE_SUFFIXES
+    single_file = len(inputs) == 1 and Path(inputs[0]).is_file() and out.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES
     for item in inputs:
         src = Path(item)
         if src.is_dir():
@@ -120,6 +121,35 @@ def check_output(src: Path, dst: Path) -> None:
         raise OutputError(f"{dst}: refusing to overwrite the input")
 
 
+@dataclass(frozen=True)
+class VideoOptions:
+    """Video settings: detector every ``detect_every`` frames, x264 CRF ``quality``, keep the frames
+    decoded before a corruption (``keep_partial``), write the per-frame JSON report (``report``)."""
+
+    detect_every: int = 1
+    quality: int = 18
+    keep_partial: bool = False
+    report: bool = True
+
+
+def _anonymize_video_file(src: Path, dst: Path, method: Method, detector: str, on_no_face: str, video: VideoOptions) -> FileResult:
+    from .video_pipeline import anonymize_video
+
+    if dst.suffix.lower() in (".avi", ".webm"):
+        dst = dst.with_suffix(".mp4")  # H.264 + copied audio need an MP4-family container
+    report = dst.with_name(dst.name + ".facedeid.json") if video.report else None
+    rep = anonymize_video(src, dst, method, detector, video.detect_every, video.quality, video.keep_partial, report)
+    if not rep.frames_with_faces and on_no_face == "fail":
+        dst.unlink(missing_ok=True)
+        raise NoFaceFound(f"{src}: no face found in any frame")
+    msg = "" if rep.frames_with_faces else f"{src}: no face found in any frame; re-encoded without metadata"
+    if rep.uncertain_frames:
+        msg = f"{src}: {len(rep.uncertain_frames)} frame(s) with uncertain coverage (held tracks), see {report}"
+    if rep.transcode.get("truncated"):
+        msg = f"{src}: truncated input, {rep.frames} decoded frame(s) written"
+    return FileResult(src, dst, "ok" if rep.frames_with_faces else "no-face", faces=rep.tracks, message=msg)
+
+
 def anonymize_file(
     src: str | Path,
     dst: str | Path,
@@ -127,8 +157,9 @@ def anonymize_file(
     detector: str = DEFAULT_DETECTOR,
     on_no_face: str = "copy",
     ctx: Context | None = None,
+    video: VideoOptions | None = None,
 ) -> FileResult:
-    """Anonymize one image file into ``dst`` (written atomically, no metadata).
+    """Anonymize one image or video file into ``dst`` (written atomically, no metadata).
 
     With no face found: ``copy`` writes the image re-encoded without metadata and reports
     ``no-face``; ``fail`` writes nothing and reports the error.
@@ -136,6 +167,12 @@ def anonymize_file(
     src, dst = Path(src), Path(dst)
     if on_no_face not in NO_FACE_POLICIES:
         raise BadArguments(f"on_no_face must be one of {', '.join(NO_FACE_POLICIES)}")
+    if src.suffix.lower() in VIDEO_SUFFIXES:
+        try:
+            check_output(src, dst)
+            return _anonymize_video_file(src, dst, method, detector, on_no_face, video or VideoOptions())
+        except FaceDeidError as exc:
+            return FileResult(src, None, "error", message=str(exc), exit_code=exc.exit_code)
     try:
         check_output(src, dst)
         dec: DecodedImage = read_image(src)

@@ -18,9 +18,17 @@ class PrivacyRandom:
     """Source of privacy noise. ``seed=None`` (the default) means cryptographically secure."""
 
     seed: int | None = None
+    secret: bool = False  # the seed is a secret drawn from os.urandom (video tracks), not a research seed
 
     def __post_init__(self) -> None:
         self._np = np.random.default_rng(self.seed) if self.seed is not None else None
+
+    @classmethod
+    def for_track(cls, secret_seed: int) -> "PrivacyRandom":
+        """A generator seeded by a track's 128-bit secret from ``os.urandom``: every frame of the track
+        gets the same noise realisation, so averaging frames cannot remove it. The seed is never
+        stored or written out."""
+        return cls(seed=secret_seed, secret=True)
 
     @property
     def secure(self) -> bool:
@@ -29,6 +37,8 @@ class PrivacyRandom:
     def describe(self) -> str:
         if self.secure:
             return "secure (os.urandom; DP noise via OpenDP)"
+        if self.secret:
+            return "per-track secret seed from os.urandom (same noise on every frame of a track; numpy PCG64 sampler)"
         return f"RESEARCH SEED {self.seed}: reproducible, NOT privacy-protecting"
 
     def uniform(self, size: int | tuple[int, ...]) -> np.ndarray:
