@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -41,8 +41,10 @@ class VideoReport:
 
 
 def anonymize_video(src: str | Path, dst: str | Path, method: Method, detector: str = DEFAULT_DETECTOR, detect_every: int = 1,
-                    quality: int = 18, keep_partial: bool = False, report_path: str | Path | None = None) -> VideoReport:
-    """Anonymize every tracked face of every frame of ``src`` into ``dst``."""
+                    quality: int = 18, keep_partial: bool = False, report_path: str | Path | None = None,
+                    on_frame: Callable[[int], None] | None = None) -> VideoReport:
+    """Anonymize every tracked face of every frame of ``src`` into ``dst``; ``on_frame(i)`` is
+    called after each frame (progress; it may raise to cancel, and then nothing is written)."""
     import time
 
     src, dst = Path(src), Path(dst)
@@ -66,6 +68,8 @@ def anonymize_video(src: str | Path, dst: str | Path, method: Method, detector: 
         rep.frames_with_faces += bool(ff.faces)
         if ff.uncertain:
             rep.uncertain_frames.append(i)
+        if on_frame is not None:
+            on_frame(i)
         return out
 
     t0 = time.perf_counter()

@@ -129,3 +129,30 @@ def test_browser_end_to_end(server, data):
     assert diff[100:150, 100:150].mean() > 10  # the face changed
     assert diff[:20].mean() < 3 and diff[:, :20].mean() < 3  # the border did not (JPEG re-encoding only)
     assert (ARTIFACTS / "web_result.png").stat().st_size > 10000
+
+
+def test_video_job_progress_result_and_cancel(client, face_image, tmp_path):
+    from tests.media.test_video import _face_clip
+
+    clip = tmp_path / "c.mp4"
+    _face_clip(clip, face_image[:248, :248], frames=10)
+    body = clip.read_bytes()
+    job = client.post("/api/video", content=body, headers=_req(method="pixelate")).json()
+    assert job["frames"] == 10
+    for _ in range(300):
+        st = client.get(f"/api/video/{job['job']}").json()
+        if st["status"] != "running":
+            break
+        time.sleep(0.1)
+    assert st["status"] == "done" and st["done"] == 10
+    r = client.get(f"/api/video/{job['job']}/result")
+    assert r.status_code == 200 and r.headers["content-type"] == "video/mp4" and len(r.content) > 1000
+    assert client.get(f"/api/video/{job['job']}").status_code == 404  # gone after delivery
+    # cancel: the job stops and its folder is removed
+    job2 = client.post("/api/video", content=body, headers=_req(method="pixelate")).json()
+    assert client.delete(f"/api/video/{job2['job']}").json()["status"] == "cancelled"
+    import glob, tempfile
+
+    time.sleep(3)
+    assert not glob.glob(tempfile.gettempdir() + "/facedeid-web-*")
+    assert client.post("/api/video", content=b"not a video", headers=_req(method="pixelate")).status_code == 415

@@ -9,15 +9,20 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+import secrets
+import shutil
+import tempfile
 import threading
 import typing
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from starlette.background import BackgroundTask
 
 from ..errors import BadArguments, FaceDeidError
 from ..faces.detect import DEFAULT_DETECTOR, backends, detect
@@ -41,6 +46,29 @@ SECRET_NAMES = ("password", "key", "ukey")
 class Limits:
     max_upload_bytes: int = 25 * 1024 * 1024
     max_pixels: int = 40_000_000
+    max_video_bytes: int = 200 * 1024 * 1024
+    max_video_frames: int = 20_000
+
+
+class Cancelled(Exception):
+    pass
+
+
+@dataclass
+class VideoJob:
+    """A video being anonymized in a background thread, in its own temporary folder."""
+
+    id: str
+    folder: Path
+    total: int
+    done: int = 0
+    status: str = "running"  # running, done, error, cancelled
+    error: str = ""
+    cancel: bool = False
+    report: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def _param_info(cls: type) -> list[dict[str, Any]]:
@@ -147,7 +175,103 @@ def create_app(limits: Limits | None = None) -> FastAPI:
         with lock:
             return JSONResponse(_anonymize(dec, opts, recognizers))
 
+    jobs: dict[str, VideoJob] = {}
+
+    @app.post("/api/video")
+    async def api_video(request: Request) -> JSONResponse:
+        opts = _options(request)
+        method = _method(opts)
+        job = _start_video(await _read_body(request, dataclasses.replace(limits, max_upload_bytes=limits.max_video_bytes)), opts, method, limits, lock)
+        jobs[job.id] = job
+        return JSONResponse({"job": job.id, "frames": job.total})
+
+    @app.get("/api/video/{job_id}")
+    def api_video_status(job_id: str) -> JSONResponse:
+        job = _job(jobs, job_id)
+        return JSONResponse({"status": job.status, "done": job.done, "total": job.total, "error": job.error,
+                             "uncertain_frames": len(job.report.get("uncertain_frames", [])), "tracks": job.report.get("tracks")})
+
+    @app.get("/api/video/{job_id}/result")
+    def api_video_result(job_id: str) -> FileResponse:
+        job = _job(jobs, job_id)
+        if job.status != "done":
+            raise HTTPException(409, f"job is {job.status}")
+        jobs.pop(job_id, None)
+        return FileResponse(job.folder / "out.mp4", media_type="video/mp4", filename="anonymized.mp4", background=BackgroundTask(job.cleanup))
+
+    @app.delete("/api/video/{job_id}")
+    def api_video_cancel(job_id: str) -> JSONResponse:
+        job = jobs.pop(job_id, None)
+        if job is None:
+            raise HTTPException(404, "no such job")
+        job.cancel = True
+        if job.status != "running":
+            job.cleanup()
+        return JSONResponse({"status": "cancelled"})
+
     return app
+
+
+def _job(jobs: dict[str, VideoJob], job_id: str) -> VideoJob:
+    if job_id not in jobs:
+        raise HTTPException(404, "no such job")
+    return jobs[job_id]
+
+
+def _method(opts: dict[str, Any]):
+    params = {str(k): str(v) for k, v in (opts.get("params") or {}).items()}
+    try:
+        return resolve_method(str(opts.get("method", "pixelate")), params)
+    except BadArguments as exc:
+        raise HTTPException(400, str(exc)) from None
+
+
+def _start_video(data: bytes, opts: dict[str, Any], method, limits: Limits, lock: threading.Lock) -> VideoJob:
+    """Write the upload into a private temporary folder, check it, and process it in a thread.
+
+    The folder (upload and result) is removed when the result is fetched, on error and on cancel.
+    """
+    from ..media.video import probe
+
+    folder = Path(tempfile.mkdtemp(prefix="facedeid-web-"))
+    src = folder / "in.video"
+    src.write_bytes(data)
+    try:
+        info = probe(src)
+    except FaceDeidError as exc:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise HTTPException(415, str(exc).replace(str(src), "upload")) from None
+    if info.frames > limits.max_video_frames or info.width * info.height > limits.max_pixels:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise HTTPException(413, "video too long or too large")
+    job = VideoJob(secrets.token_urlsafe(12), folder, info.frames)
+    threading.Thread(target=_run_video, args=(job, src, method, str(opts.get("detector", DEFAULT_DETECTOR)), lock), daemon=True).start()
+    return job
+
+
+def _run_video(job: VideoJob, src: Path, method, detector: str, lock: threading.Lock) -> None:
+    from ..video_pipeline import anonymize_video
+
+    def progress(i: int) -> None:
+        job.done = i + 1
+        if job.cancel:
+            raise Cancelled()
+
+    try:
+        with lock:
+            rep = anonymize_video(src, job.folder / "out.mp4", method, detector, on_frame=progress)
+        job.report = {"uncertain_frames": rep.uncertain_frames, "tracks": rep.tracks}
+        job.status = "done"
+    except Cancelled:
+        job.status = "cancelled"
+    except FaceDeidError as exc:
+        job.status, job.error = "error", str(exc).replace(str(src), "upload")
+    except Exception as exc:  # noqa: BLE001 - reported to the page, folder removed
+        job.status, job.error = "error", f"processing failed: {type(exc).__name__}"
+    finally:
+        src.unlink(missing_ok=True)
+        if job.status != "done":
+            job.cleanup()
 
 
 def _recognizers() -> list:
@@ -175,12 +299,8 @@ def _face_json(f) -> dict[str, Any]:
 
 def _anonymize(dec: DecodedImage, opts: dict[str, Any], recognizers: list) -> dict[str, Any]:
     detector = str(opts.get("detector", DEFAULT_DETECTOR))
-    params = {str(k): str(v) for k, v in (opts.get("params") or {}).items()}
     skip = {int(i) for i in opts.get("skip", [])}
-    try:
-        method = resolve_method(str(opts.get("method", "pixelate")), params)
-    except BadArguments as exc:
-        raise HTTPException(400, str(exc)) from None
+    method = _method(opts)
     faces = _detect(dec.rgb, detector)
     res = anonymize(dec.rgb, method, faces=faces, skip=skip)
     done = [f for i, f in enumerate(faces) if i not in skip]

@@ -67,8 +67,13 @@ function drawOriginal() {
   });
 }
 
+const isVideo = (f) => f.type.startsWith("video/") || /\.(mp4|mov|m4v|mkv|avi|webm)$/i.test(f.name);
+
 async function loadFile(file) {
   state.skip = new Set(); state.faces = [];
+  if (isVideo(file)) {
+    state.image = null; $("status").textContent = `video: ${file.name}`; $("run").disabled = false; return;
+  }
   const url = URL.createObjectURL(file);
   state.image = await new Promise((res, rej) => { const im = new Image(); im.onload = () => res(im); im.onerror = rej; im.src = url; });
   drawOriginal();
@@ -93,6 +98,29 @@ function showMetrics(r) {
   $("metrics").innerHTML = rows.map(([k, v]) => `<tr><th>${k}</th><td>${v}</td></tr>`).join("");
 }
 
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function runVideo(file, prog) {
+  const opts = { method: $("method").value, params: collectParams(), detector: $("detector").value };
+  const job = await api("/api/video", file, opts);
+  state.job = job.job; prog.max = job.frames || 1;
+  for (;;) {
+    if (state.controller.signal.aborted) { await fetch(`/api/video/${job.job}`, { method: "DELETE" }); throw new DOMException("cancelled", "AbortError"); }
+    const st = await (await fetch(`/api/video/${job.job}`)).json();
+    prog.value = st.done; $("status").textContent = `video: frame ${st.done}/${st.total}`;
+    if (st.status === "error") throw new Error(st.error);
+    if (st.status === "done") {
+      const blob = await (await fetch(`/api/video/${job.job}/result`)).blob();
+      const url = URL.createObjectURL(blob);
+      $("result").hidden = true; const v = $("result-video"); v.hidden = false; v.src = url;
+      const a = $("download"); a.href = url; a.download = file.name.replace(/\.[^.]+$/, "") + "_anonymized.mp4"; a.hidden = false;
+      $("metrics").innerHTML = `<tr><th>frames</th><td>${st.total}</td></tr><tr><th>tracked faces</th><td>${st.tracks}</td></tr><tr><th>frames with uncertain coverage</th><td>${st.uncertain_frames}</td></tr>`;
+      return;
+    }
+    await sleep(500);
+  }
+}
+
 async function run() {
   state.controller = new AbortController();
   $("run").disabled = true; $("cancel").hidden = false;
@@ -101,6 +129,8 @@ async function run() {
   try {
     for (let i = 0; i < state.files.length; i++) {
       const file = state.files[i];
+      if (isVideo(file)) { await runVideo(file, prog); continue; }
+      $("result").hidden = false; $("result-video").hidden = true;
       $("status").textContent = `processing ${i + 1}/${state.files.length}: ${file.name}`;
       const opts = { method: $("method").value, params: collectParams(), detector: $("detector").value, skip: i === 0 ? [...state.skip] : [] };
       const r = await api("/api/anonymize", file, opts);
