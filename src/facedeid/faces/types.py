@@ -68,7 +68,7 @@ class Box:
         )
 
     def to_list(self) -> list[float]:
-        return [round(self.x0, 2), round(self.y0, 2), round(self.x1, 2), round(self.y1, 2)]
+        return [round(float(v), 2) for v in (self.x0, self.y0, self.x1, self.y1)]
 
 
 @dataclass(frozen=True, eq=False)
