@@ -74,7 +74,11 @@ def test_bad_method_and_params(client, photo):
     assert client.post("/api/anonymize", content=photo, headers={"X-Facedeid-Request": "{oops"}).status_code == 400
 
 
-def test_no_path_from_client_reaches_the_file_system(client):
+def test_no_path_from_client_reaches_the_file_system(client, photo):
+    names = {m["name"] for m in client.get("/api/methods").json()["methods"]}
+    assert "adv-opom" not in names and not any(n.startswith("ksame") for n in names)
+    r = client.post("/api/anonymize", content=photo, headers=_req(method="adv-opom", params={"mask": "/etc/passwd"}))
+    assert r.status_code == 400
     for name in ("../app.py", "..%2Fapp.py", "index.html", "/etc/passwd"):
         assert client.get(f"/static/{name}").status_code == 404
 

@@ -1,3 +1,4 @@
 """Importing this module imports every method module, so that each registers itself."""
 from . import dp_obfuscation, obfuscation  # noqa: F401
 from . import ksame  # noqa: F401
+from . import adversarial  # noqa: F401

@@ -40,6 +40,16 @@ HINTS: dict[str, tuple[float, float, float]] = {
     "theta": (0, 180, 1), "level": (0, 9, 1), "delta": (1e-9, 0.01, 1e-9), "blur": (0, 20, 0.5),
 }
 SECRET_NAMES = ("password", "key", "ukey")
+# Parameters naming a server-side file: a method that has one is not offered on the page, so no
+# path from the client reaches the file system.
+PATH_PARAMS = ("mask", "labels", "path")
+
+
+def _web_allowed(cls: type) -> bool:
+    from ..methods.base import SetMethod
+
+    names = {f.name for f in dataclasses.fields(cls.Params)}
+    return not issubclass(cls, SetMethod) and not names & set(PATH_PARAMS)
 
 
 @dataclass(frozen=True)
@@ -88,13 +98,11 @@ def _param_info(cls: type) -> list[dict[str, Any]]:
 
 
 def methods_payload() -> list[dict[str, Any]]:
-    """The registry as the page needs it: image methods only (set methods need several photos)."""
-    from ..methods.base import SetMethod
-
+    """The registry as the page needs it: single-image methods without file parameters."""
     return [
         {"name": name, "kind": cls.kind, "reference": cls.reference, "summary": cls.summary, "params": _param_info(cls)}
         for name, cls in registry().items()
-        if not issubclass(cls, SetMethod)
+        if _web_allowed(cls)
     ]
 
 
@@ -220,6 +228,9 @@ def _job(jobs: dict[str, VideoJob], job_id: str) -> VideoJob:
 
 def _method(opts: dict[str, Any]):
     params = {str(k): str(v) for k, v in (opts.get("params") or {}).items()}
+    name = str(opts.get("method", "pixelate")).partition(":")[0]
+    if name in registry() and not _web_allowed(registry()[name]):
+        raise HTTPException(400, f"method {name} is not available on the web page")
     try:
         return resolve_method(str(opts.get("method", "pixelate")), params)
     except BadArguments as exc:
