@@ -114,10 +114,16 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if args.data:
         os.environ["FACEDEID_DATA"] = str(Path(args.data).resolve())
     rows = runner.run(args.method, Path(args.out), n_pairs=args.pairs, n_identities=args.identities,
-                      workers=args.workers, seed=args.research_seed, sweeps=args.sweep or [])
+                      workers=args.workers, seed=args.research_seed, sweeps=args.sweep or [], held_out=args.held_out)
     print(report.markdown_table(rows))
     print(f"\nreport: {Path(args.out) / 'report.md'}  {Path(args.out) / 'report.html'}")
     return EXIT_OK
+
+
+def _cmd_model_build(args: argparse.Namespace) -> int:
+    from .model import build
+
+    return build.run(args)
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -218,7 +224,17 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--identities", type=int, default=100, help="LFW people for identification and the adaptive attacker")
     b.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     b.add_argument("--research-seed", type=int, default=None, help="reproducible noise (NOT privacy-protecting)")
+    b.add_argument("--held-out", action="store_true",
+                   help="identification/attacker people only from fold 1 (unseen by the face model; use for model-based methods)")
     b.set_defaults(fn=_cmd_bench)
+
+    mb = sub.add_parser("model", help="learn the models the project ships (parametric face model)")
+    msub = mb.add_subparsers(dest="model_cmd", required=True)
+    build = msub.add_parser("build", help="build the parametric face model from identity-labelled photos")
+    build.add_argument("--data", default=None, help="the shared data folder (default: ../shared/data)")
+    build.add_argument("--out", default=None, help="output folder (default: the package's model/data)")
+    build.add_argument("--cache", default="out/cache/model_landmarks.npz", help="landmark cache (speeds up rebuilds)")
+    build.set_defaults(fn=_cmd_model_build)
 
     w = sub.add_parser("serve", help="a local web page (bound to 127.0.0.1 by default)")
     w.add_argument("--host", default="127.0.0.1")

@@ -54,6 +54,16 @@ def lfw_pairs(root: Path | None = None, name: str = "pairs_fold1.txt") -> list[P
     return pairs
 
 
+def fold1_people(root: Path | None = None) -> set[str]:
+    """The LFW people of View-2 fold 1: held out from every model the project learns (the
+    parametric face model is built from the other people), so that evaluation is on unseen faces."""
+    out: set[str] = set()
+    for p in lfw_pairs(root):
+        out.add(p.a.parent.name)
+        out.add(p.b.parent.name)
+    return out
+
+
 def identities(root: Path | None = None, dataset: str | None = None) -> list[tuple[Path, str]]:
     """(image path, identity) rows of identities.csv, optionally for one dataset."""
     root = root or data_root()

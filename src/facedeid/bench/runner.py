@@ -29,7 +29,7 @@ from ..media.images import read_image
 from ..metrics.privacy import sdr, verification
 from ..metrics.quality import psnr, ssim
 from .attack import lbph_rank1, nearest_mean_rank1, nearest_neighbour_rank1
-from .datasets import Pair, identities, lfw_pairs
+from .datasets import Pair, fold1_people, identities, lfw_pairs
 
 CROP = 96  # aligned grey crop for the LBPH attacker
 
@@ -102,16 +102,18 @@ class Protocol:
         return sorted({p.b for p in self.pairs} | {p for p, _ in self.probes} | {p for p, _ in self.gallery})
 
 
-def build_protocol(n_pairs: int, n_identities: int, gallery_size: int = 4) -> Protocol:
+def build_protocol(n_pairs: int, n_identities: int, gallery_size: int = 4, held_out: bool = False) -> Protocol:
     """The first ``n_pairs/2`` matched and mismatched fold-1 pairs, and ``n_identities`` LFW people
-    with ≥ gallery_size + 1 photos (probe = first photo, gallery = the next ones)."""
+    with ≥ gallery_size + 1 photos (probe = first photo, gallery = the next ones); with ``held_out``
+    only people of fold 1, whom no model of the project has seen."""
     pairs = lfw_pairs()
     half = n_pairs // 2
     chosen = pairs[:half] + pairs[300 : 300 + half]
     by_id: dict[str, list[Path]] = {}
     for path, ident in identities(dataset="lfw"):
         by_id.setdefault(ident, []).append(path)
-    people = sorted(i for i, ps in by_id.items() if len(ps) >= gallery_size + 1)[:n_identities]
+    allowed = fold1_people() if held_out else set(by_id)
+    people = sorted(i for i, ps in by_id.items() if len(ps) >= gallery_size + 1 and i in allowed)[:n_identities]
     probes = [(sorted(by_id[i])[0], i) for i in people]
     gallery = [(p, i) for i in people for p in sorted(by_id[i])[1 : gallery_size + 1]]
     return Protocol(chosen, probes, gallery)
@@ -218,12 +220,13 @@ def expand_sweeps(methods: Sequence[str], sweeps: Sequence[str]) -> list[str]:
 
 
 def run(methods: Sequence[str], out_dir: Path, n_pairs: int = 600, n_identities: int = 100, detectors: Sequence[str] = ("hog", "haar", "centerface"),
-        detector: str = "centerface", workers: int | None = None, seed: int | None = None, sweeps: Sequence[str] = ()) -> list[dict[str, Any]]:
+        detector: str = "centerface", workers: int | None = None, seed: int | None = None, sweeps: Sequence[str] = (),
+        held_out: bool = False) -> list[dict[str, Any]]:
     """Run the benchmark and write the report files into ``out_dir``; returns the table rows."""
     from ..evaluation import default_recognizers
 
     specs = expand_sweeps(methods, sweeps)
-    proto = build_protocol(n_pairs, n_identities)
+    proto = build_protocol(n_pairs, n_identities, held_out=held_out)
     recognizers = default_recognizers()
     t0 = time.perf_counter()
     rows: list[dict[str, Any]] = []

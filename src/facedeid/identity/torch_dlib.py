@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
@@ -474,6 +476,24 @@ def chips_to_tensor(chips: np.ndarray) -> torch.Tensor:
 
 # ----------------------------------------------------------------------------------------------------------
 # The recognizer
+
+THREADS_ENV = "FACEDEID_TORCH_THREADS"
+
+
+@contextmanager
+def torch_threads() -> Iterator[int]:
+    """Run torch with ``$FACEDEID_TORCH_THREADS`` threads (default 1), restoring the old setting."""
+    try:
+        n = max(1, int(os.environ.get(THREADS_ENV, "1") or 1))
+    except ValueError:
+        n = 1
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield n
+    finally:
+        torch.set_num_threads(old)
+
 
 
 @functools.cache

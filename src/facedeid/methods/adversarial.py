@@ -52,32 +52,17 @@ from skimage.metrics import structural_similarity
 from ..errors import BadArguments
 from ..faces.masks import REGIONS, face_region
 from ..faces.types import Face
+from ..identity.torch_dlib import THREADS_ENV, torch_threads  # noqa: F401  (re-exported)
 from ..identity.torch_dlib import CHIP_SIZE, CHIP_PADDING, DlibResNet, face_chip_details, face_chips_torch, load_dlib_resnet, plan_chips
 from ..privacy.randomness import PrivacyRandom
 from .base import Context, MethodOutput, RegionMethod, RegionParams, register
 
-THREADS_ENV = "FACEDEID_TORCH_THREADS"
 DLIB_THRESHOLD = 0.6
 _FLIP_ORDER = [2, 3, 0, 1, 4]  # dlib's 5 points after a horizontal mirror
 _VIEW_KINDS = ("plain", "flip", "resize", "jpeg", "resize+jpeg", "flip+jpeg", "flip+resize", "flip+resize+jpeg")
 
 
 # --------------------------------------------------------------------------------------------- common
-@contextmanager
-def torch_threads() -> Iterator[int]:
-    """Run torch with ``$FACEDEID_TORCH_THREADS`` threads (default 1), restoring the old setting."""
-    try:
-        n = max(1, int(os.environ.get(THREADS_ENV, "1") or 1))
-    except ValueError:
-        n = 1
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield n
-    finally:
-        torch.set_num_threads(old)
-
-
 @functools.cache
 def _net() -> DlibResNet:
     return load_dlib_resnet()

@@ -2,3 +2,4 @@
 from . import dp_obfuscation, obfuscation  # noqa: F401
 from . import ksame  # noqa: F401
 from . import adversarial  # noqa: F401
+from . import parametric  # noqa: F401

@@ -206,6 +206,11 @@ def head_pose(l68: np.ndarray, image_shape: Sequence[int]) -> tuple[float, float
     A frontal face on the template gives (0, 0, 0); real faces carry the template's bias, so
     compare poses (:func:`pose_error`) rather than read them as absolute angles.
     """
+    return angles_from_rotation(head_rotation(l68, image_shape))
+
+
+def head_rotation(l68: np.ndarray, image_shape: Sequence[int]) -> np.ndarray:
+    """The 3×3 head rotation behind :func:`head_pose` (camera point = R · template point + t)."""
     pts = _as_68(l68)
     k = camera_matrix(image_shape)
     ok, rvec, tvec = cv2.solvePnP(FACE_3D_68, pts, k, None, flags=cv2.SOLVEPNP_EPNP)
@@ -219,7 +224,7 @@ def head_pose(l68: np.ndarray, image_shape: Sequence[int]) -> tuple[float, float
     if not ok:
         raise ValueError("solvePnP found no head pose for these landmarks")
     rot, _ = cv2.Rodrigues(rvec)
-    return angles_from_rotation(rot)
+    return rot
 
 
 def pose_error(a: Sequence[float], b: Sequence[float]) -> dict[str, float]:
