@@ -79,6 +79,17 @@ class FaceFit:
 
 
 @dataclass
+class FaceEdit:
+    """A pose-free identity edit: ``d_frontal`` (68, 2) frontal-frame landmark displacement and
+    ``texture`` (canvas, canvas, 3) change of the detail layer; ``code`` is the identity it renders."""
+
+    d_frontal: np.ndarray
+    texture: np.ndarray
+    code: IdentityCode
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class Rendered:
     image: np.ndarray
     target_l68: np.ndarray
@@ -171,18 +182,17 @@ class FaceModel:
         pts = np.concatenate([self.ring, z], axis=1)
         return fit.pose.scale * (pts @ fit.pose.rotation.T)[:, :2] + fit.pose.shift
 
-    def shape_offsets(self, fit: FaceFit, code: IdentityCode) -> np.ndarray:
-        """Image-plane landmark displacement (68, 2) that moves the shape identity to ``code.shape``
+    def frontal_offsets(self, fit: FaceFit, code: IdentityCode) -> np.ndarray:
+        """Frontal-frame landmark displacement (68, 2) that moves the shape identity to ``code.shape``
         and leaves every non-identity coordinate of the shape as it was."""
         dy = self.shape.displacement(code.shape - fit.code.shape)
         y = np.clip(fit.shape_y + dy, -PCA_CLAMP * self.shape.pca_std, PCA_CLAMP * self.shape.pca_std)
-        d_frontal = ((y - fit.shape_y) @ self.shape.basis).reshape(68, 2)
-        return fit.pose.to_image(d_frontal)
+        return ((y - fit.shape_y) @ self.shape.basis).reshape(68, 2)
 
-    def target_landmarks(self, fit: FaceFit, code: IdentityCode) -> tuple[np.ndarray, float]:
-        """The new 68 landmarks for ``code`` and the fraction of the shape change applied (halved
-        until the warp mesh has no fold-over)."""
-        offsets = self.shape_offsets(fit, code)
+    def target_landmarks(self, fit: FaceFit, d_frontal: np.ndarray) -> tuple[np.ndarray, float]:
+        """The new 68 landmarks: the frontal displacement re-projected with the face's own pose, and
+        the fraction of it applied (halved until the warp mesh has no fold-over)."""
+        offsets = fit.pose.to_image(d_frontal)
         ring = self._ring_image(fit)
         src = np.concatenate([fit.l68, ring])
         for k in range(6):
@@ -209,40 +219,53 @@ class FaceModel:
         """Dense map from image pixels (inside the new 68-point mesh) to canvas coordinates."""
         return piecewise_affine_map(target_l68, self.canvas.points, self.canvas.triangles, roi)
 
-    def render(self, image: np.ndarray, fit: FaceFit, code: IdentityCode, refine: Any = None) -> Rendered:
-        """Render ``fit``'s face with identity ``code`` into a copy of ``image`` (RGB uint8).
-
-        ``refine`` is a :class:`facedeid.model.refine.RefineSettings` or None.
-        """
-        code, inside = self.plausible(code)
-        target, frac = self.target_landmarks(fit, code)
+    def _geometry(self, img: np.ndarray, fit: FaceFit, d_frontal: np.ndarray):
+        """Warp the photo to the new landmarks: (target, frac, roi, warped ROI base, alpha, canvas map)."""
+        target, frac = self.target_landmarks(fit, d_frontal)
         roi = self.warp_roi(fit)
         x0, y0, x1, y1 = roi
         ring = self._ring_image(fit)
         geo = piecewise_affine_map(np.concatenate([target, ring]), np.concatenate([fit.l68, ring]), self.geo_triangles, roi)
-        img = np.asarray(image)
         warped = cv2.remap(img, geo.map_x, geo.map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT).astype(np.float32)
         base = img[y0:y1, x0:x1].astype(np.float32).copy()
         base[geo.inside] = warped[geo.inside]
         cmap = self.canvas_map(target, roi)
         alpha = cv2.remap(self._alpha, cmap.map_x, cmap.map_y, cv2.INTER_LINEAR, borderValue=0) * cmap.inside
+        return target, frac, roi, base, alpha, cmap
+
+    def plan_edit(self, image: np.ndarray, fit: FaceFit, code: IdentityCode, refine: Any = None) -> "FaceEdit":
+        """The identity edit that gives ``fit``'s face the identity ``code``: a frontal-frame landmark
+        displacement and a canvas-frame change of the detail layer (refined against the recognizer
+        when ``refine`` — a :class:`facedeid.model.refine.RefineSettings` — is given). Pose-free, so
+        the same edit can be applied to other frames of the same face (Ch. 8.4.3)."""
+        img = np.asarray(image)
+        code, inside = self.plausible(code)
+        d_frontal = self.frontal_offsets(fit, code)
         delta_canvas = self.texture_delta(fit, code)
-        report: dict[str, Any] = {"shape_fraction": frac, "code_inside_model": inside}
-        colour = None
+        report: dict[str, Any] = {"code_inside_model": inside, "strength": round(self.strength(fit.code, code), 4)}
         if refine is not None and refine.steps > 0:
             from .refine import refine_texture
 
+            target, _, roi, base, alpha, cmap = self._geometry(img, fit, d_frontal)
             extra_y, colour, rep = refine_texture(self, img, fit, target, roi, base, alpha, cmap, delta_canvas, refine)
-            delta_canvas = self.texture_delta(fit, code, extra_y)
+            delta_canvas = self.texture_delta(fit, code, extra_y) + colour
             report["refine"] = rep
-        if colour is not None:
-            delta_canvas = delta_canvas + colour
-        delta = cv2.remap(delta_canvas, cmap.map_x, cmap.map_y, cv2.INTER_LINEAR, borderValue=0)
+        return FaceEdit(d_frontal=d_frontal, texture=delta_canvas.astype(np.float32), code=code, report=report)
+
+    def apply_edit(self, image: np.ndarray, fit: FaceFit, edit: "FaceEdit") -> Rendered:
+        """Apply an identity edit to ``fit``'s face in a copy of ``image`` (RGB uint8)."""
+        img = np.asarray(image)
+        target, frac, roi, base, alpha, cmap = self._geometry(img, fit, edit.d_frontal)
+        x0, y0, x1, y1 = roi
+        delta = cv2.remap(edit.texture, cmap.map_x, cmap.map_y, cv2.INTER_LINEAR, borderValue=0)
         out_roi = np.clip(base + alpha[..., None] * delta, 0, 255)
         out = img.copy()
         out[y0:y1, x0:x1] = np.rint(out_roi).astype(img.dtype)
-        report["strength"] = round(self.strength(fit.code, code), 4)
-        return Rendered(out, target, report)
+        return Rendered(out, target, {**edit.report, "shape_fraction": frac})
+
+    def render(self, image: np.ndarray, fit: FaceFit, code: IdentityCode, refine: Any = None) -> Rendered:
+        """Render ``fit``'s face with identity ``code`` into a copy of ``image`` (RGB uint8)."""
+        return self.apply_edit(image, fit, self.plan_edit(image, fit, code, refine))
 
 
 @functools.lru_cache(maxsize=2)
