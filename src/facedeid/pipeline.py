@@ -150,6 +150,28 @@ def _anonymize_video_file(src: Path, dst: Path, method: Method, detector: str, o
     return FileResult(src, dst, "ok" if rep.frames_with_faces else "no-face", faces=rep.tracks, message=msg)
 
 
+def _write_output(dst: Path, dec: DecodedImage, image: np.ndarray, method: Method) -> None:
+    """Encode and write atomically; when the method asks for exact recovery (``identity-password``
+    with ``exact=true``), embed the encrypted original pixels of the changed regions (a PNG chunk,
+    JPEG APP11 segments, or a ``.facedeid-payload`` sidecar for other formats)."""
+    from .methods.identity_privacy import recovery_password
+
+    encoded = encode_image(dec, image)
+    password = recovery_password(method)
+    if password is None:
+        write_atomic(dst, encoded)
+        return
+    from .media import payload
+    from .recovery import seal_original
+
+    blob = seal_original(dec.rgb, image, password)
+    if encoded.startswith(payload.PNG_SIGNATURE) or encoded.startswith(b"\xff\xd8"):
+        write_atomic(dst, payload.embed(encoded, None, blob))
+    else:
+        write_atomic(dst, encoded)
+        payload.embed(dst, None, blob)
+
+
 def anonymize_file(
     src: str | Path,
     dst: str | Path,
@@ -179,7 +201,7 @@ def anonymize_file(
         res = anonymize(dec.rgb, method, detector=detector, ctx=ctx)
         if not res.faces and on_no_face == "fail":
             raise NoFaceFound(f"{src}: no face found")
-        write_atomic(dst, encode_image(dec, res.image))
+        _write_output(dst, dec, res.image, method)
     except FaceDeidError as exc:
         return FileResult(src, None, "error", message=str(exc), exit_code=exc.exit_code)
     status = "ok" if res.faces else "no-face"

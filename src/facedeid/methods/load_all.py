@@ -3,3 +3,4 @@ from . import dp_obfuscation, obfuscation  # noqa: F401
 from . import ksame  # noqa: F401
 from . import adversarial  # noqa: F401
 from . import parametric  # noqa: F401
+from . import identity_privacy  # noqa: F401

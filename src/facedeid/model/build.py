@@ -166,13 +166,13 @@ def build(root: Path, out: Path, cache: Path | None = None, log=print) -> dict:
         "texture_faces": dict(tex_counts), "texture_identities": int(len(set(tex_labels))),
         "held_out_lfw_people": len(held_out_people(root)),
         "shape_pca": N_SHAPE_PCA, "shape_identity_dims": N_SHAPE_ID, "texture_pca": N_TEX_PCA, "texture_identity_dims": N_TEX_ID,
-        "canvas": canvas.size, "fisher_ratio_shape": [round(float(x), 3) for x in shape_sub.lam],
+        "canvas": canvas.size, "detail_sigma": canvas.sigma, "fisher_ratio_shape": [round(float(x), 3) for x in shape_sub.lam],
         "fisher_ratio_texture": [round(float(x), 3) for x in tex_sub.lam],
         "python": platform.python_version(), "seconds": round(time.time() - t0, 1),
     }
     arrays = {**shape_sub.to_arrays("shape"), **tex_sub.to_arrays("texture")}
     arrays = {k: (v.astype(np.float16) if k.endswith("basis") else v.astype(np.float32)) for k, v in arrays.items()}
-    arrays.update(canvas_points=canvas.points.astype(np.float32), canvas_triangles=canvas.triangles,
+    arrays.update(canvas_points=canvas.points.astype(np.float32), canvas_triangles=canvas.triangles, detail_sigma=np.float32(canvas.sigma),
                   geo_ring=geo_ring.astype(np.float32), geo_triangles=geo_tri,
                   identity_means=means.astype(np.float32), provenance=np.array(json.dumps(provenance)))
     out.mkdir(parents=True, exist_ok=True)
@@ -194,7 +194,7 @@ def _provenance_md(p: dict) -> str:
              f"- shape model: {sum(p['shape_faces'].values())} faces of {p['shape_identities']} people {p['shape_faces']}; "
              f"PCA {p['shape_pca']}, identity subspace {p['shape_identity_dims']} (LDA)",
              f"- texture model: {sum(p['texture_faces'].values())} faces of {p['texture_identities']} people {p['texture_faces']}; "
-             f"canvas {p['canvas']}×{p['canvas']}, PCA {p['texture_pca']}, identity subspace {p['texture_identity_dims']} (LDA)",
+             f"canvas {p['canvas']}×{p['canvas']}, detail layer σ = {p['detail_sigma']} px, PCA {p['texture_pca']}, identity subspace {p['texture_identity_dims']} (LDA)",
              f"- held out: {p['held_out_lfw_people']} LFW people of View-2 fold 1 (the evaluation set)",
              "- stored: PCA bases (float16), LDA projections and patterns, the mean shape's meshes, and per-person means of the "
              "identity codes (people with ≥ 2 photos) — no photo, texture or per-photo code.",

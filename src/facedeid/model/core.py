@@ -103,7 +103,8 @@ class FaceModel:
         self.shape = Subspace.from_arrays(arrays, "shape")
         self.texture = Subspace.from_arrays(arrays, "texture")
         pts = np.asarray(arrays["canvas_points"], dtype=np.float64)
-        self.canvas = Canvas.create_from(pts, np.asarray(arrays["canvas_triangles"], dtype=np.int32))
+        self.canvas = Canvas.create_from(pts, np.asarray(arrays["canvas_triangles"], dtype=np.int32),
+                                         sigma=float(arrays["detail_sigma"]) if "detail_sigma" in arrays else 3.0)
         self.ring = np.asarray(arrays["geo_ring"], dtype=np.float64)
         self.geo_triangles = np.asarray(arrays["geo_triangles"], dtype=np.int32)
         self.identity_means = np.asarray(arrays["identity_means"], dtype=np.float64)

@@ -16,7 +16,7 @@ import numpy as np
 from .mesh import piecewise_affine_map, triangle_index
 
 CANVAS = 88
-DETAIL_SIGMA = 3.0
+DETAIL_SIGMA = 6.0
 
 
 @dataclass(frozen=True)
@@ -28,22 +28,23 @@ class Canvas:
     points: np.ndarray
     triangles: np.ndarray
     mask: np.ndarray
+    sigma: float = DETAIL_SIGMA
 
     @classmethod
-    def create(cls, mean_frontal: np.ndarray, triangles: np.ndarray, size: int = CANVAS) -> "Canvas":
+    def create(cls, mean_frontal: np.ndarray, triangles: np.ndarray, size: int = CANVAS, sigma: float = DETAIL_SIGMA) -> "Canvas":
         pts = np.asarray(mean_frontal, dtype=np.float64)
         lo, hi = pts.min(axis=0), pts.max(axis=0)
         scale = (size - 6) / float((hi - lo).max())
         points = (pts - (lo + hi) / 2) * scale + size / 2.0
-        return cls.create_from(points, triangles, size)
+        return cls.create_from(points, triangles, size, sigma)
 
     @classmethod
-    def create_from(cls, points: np.ndarray, triangles: np.ndarray, size: int = CANVAS) -> "Canvas":
+    def create_from(cls, points: np.ndarray, triangles: np.ndarray, size: int = CANVAS, sigma: float = DETAIL_SIGMA) -> "Canvas":
         """The canvas for mean-shape ``points`` already in canvas pixels."""
         points = np.asarray(points, dtype=np.float64)
         labels = triangle_index(points, triangles, (0, 0, size, size))
         mask = cv2.erode((labels > 0).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
-        return cls(size=size, points=points, triangles=triangles, mask=mask)
+        return cls(size=size, points=points, triangles=triangles, mask=mask, sigma=float(sigma))
 
     @property
     def n_pixels(self) -> int:
@@ -75,8 +76,9 @@ class Canvas:
             tex = cv2.remap(img, dense.map_x, dense.map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
         return tex * self.mask[..., None]
 
-    def low_pass(self, tex: np.ndarray, sigma: float = DETAIL_SIGMA) -> np.ndarray:
-        """Masked (normalised) Gaussian low-pass of a canvas texture."""
+    def low_pass(self, tex: np.ndarray, sigma: float | None = None) -> np.ndarray:
+        """Masked (normalised) Gaussian low-pass of a canvas texture (σ = the canvas's ``sigma``)."""
+        sigma = self.sigma if sigma is None else sigma
         m = self.mask.astype(np.float32)
         num = cv2.GaussianBlur(tex * m[..., None], (0, 0), sigma)
         den = cv2.GaussianBlur(m, (0, 0), sigma)[..., None]
