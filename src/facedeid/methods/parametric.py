@@ -5,7 +5,8 @@
 model's identity distribution (``target=synthetic``) or towards the mean of the k model people
 nearest to the face (``target=kanon``, k-Same-M style: no single real person), and renders it:
 identity-subspace landmark displacement with the face's own pose and expression, the texture's
-detail layer moved by the code change with the photo's lighting kept, feathered inner-face blend,
+detail layer moved by the code change with the photo's lighting kept and (``suppress``) the face's
+idiosyncratic detail that the model cannot explain removed, feathered inner-face blend,
 then (``refine=true``) a few recognizer-guided steps on texture coefficients and a colour field
 (:mod:`facedeid.model.refine`). Irreversible: nothing of the original code is kept.
 """
@@ -24,11 +25,14 @@ TARGETS = ("synthetic", "kanon")
 
 @dataclass(frozen=True)
 class IdentityRenderParams(Params):
-    """Rendering settings shared by every identity-code method."""
+    """Rendering settings shared by every identity-code method: recognizer-guided refinement
+    (``refine``, ``steps``, ``target_distance``) and ``suppress``, the fraction of the face's
+    idiosyncratic detail (what the texture model cannot explain) that is removed."""
 
     refine: bool = True
     steps: int = 12
     target_distance: float = 0.72
+    suppress: float = 0.0
 
     def refine_settings(self):
         from ..model.refine import RefineSettings
@@ -40,6 +44,8 @@ class IdentityRenderParams(Params):
             raise ValueError("steps must be in 0…200")
         if not 0 < self.target_distance < 2:
             raise ValueError("target_distance must be in (0, 2)")
+        if not 0 <= self.suppress <= 1:
+            raise ValueError("suppress must be in [0, 1]")
 
 
 class IdentityCodeMethod(Method):
@@ -59,7 +65,7 @@ class IdentityCodeMethod(Method):
         for face in faces:
             fit = model.encode(out, face)
             code, info = self.new_code(model, fit, ctx)
-            rendered = model.render(out, fit, code, self.params.refine_settings())
+            rendered = model.render(out, fit, code, self.params.refine_settings(), self.params.suppress)
             out = rendered.image
             rows.append({**info, **rendered.report})
         return MethodOutput(out, {"identity": rows})
@@ -76,6 +82,7 @@ class IdentityWarp(IdentityCodeMethod):
         strength: float = 1.0
         target: str = "synthetic"
         k: int = 5
+        suppress: float = 1.0
 
         def validate(self) -> None:
             if not 0 < self.strength <= 3:

@@ -46,6 +46,8 @@ MODEL_PATH = Path(__file__).parent / "data" / "face_model.npz"
 PLAUSIBLE_QUANTILE = 0.999
 #: PCA coefficients are clamped to ± this many standard deviations.
 PCA_CLAMP = 3.5
+#: Detail finer than this (canvas pixels) is never suppressed: skin grain and sensor noise.
+FINE_SIGMA = 1.0
 
 
 @dataclass(frozen=True)
@@ -136,9 +138,12 @@ class FaceModel:
         pose = fit_pose(l68, image.shape)
         shape_y = self.shape.coefficients(frontal_shape(l68, pose).ravel())
         tex = self.canvas.extract(image, l68)
-        texture_y = self.texture.coefficients(self.canvas.to_vector(self.canvas.detail(tex)))
+        detail = self.canvas.to_vector(self.canvas.detail(tex))
+        texture_y = self.texture.coefficients(detail)
         code = IdentityCode(self.shape.code(shape_y), self.texture.code(texture_y))
-        return FaceFit(face, l68, pose, shape_y, texture_y, code, tuple(image.shape))
+        residual = self.canvas.from_vector(detail - self.texture.reconstruct(texture_y))
+        fine = residual - self.canvas.low_pass(residual, FINE_SIGMA)
+        return FaceFit(face, l68, pose, shape_y, texture_y, code, tuple(image.shape), {"idiosyncratic": residual - fine})
 
     # ------------------------------------------------------------------ code space
     def strength(self, a: IdentityCode, b: IdentityCode) -> float:
@@ -208,13 +213,19 @@ class FaceModel:
         return clip_roi((*ring.min(axis=0), *ring.max(axis=0)), fit.image_shape)
 
     # ------------------------------------------------------------------ rendering
-    def texture_delta(self, fit: FaceFit, code: IdentityCode, extra_y: np.ndarray | None = None) -> np.ndarray:
-        """Canvas-frame change of the detail layer (size, size, 3) for the texture part of ``code``."""
+    def texture_delta(self, fit: FaceFit, code: IdentityCode, extra_y: np.ndarray | None = None, suppress: float = 0.0) -> np.ndarray:
+        """Canvas-frame change of the detail layer (size, size, 3) for the texture part of ``code``;
+        ``suppress`` ∈ [0, 1] also removes that fraction of the face's *idiosyncratic* detail — what
+        the texture model cannot explain (person-specific marks and contours), above the finest band
+        (σ < :data:`FINE_SIGMA`, skin grain and noise, which stays so that the photo keeps its look)."""
         dy = self.texture.displacement(code.texture - fit.code.texture)
         if extra_y is not None:
             dy = dy + extra_y
         y = np.clip(fit.texture_y + dy, -PCA_CLAMP * self.texture.pca_std, PCA_CLAMP * self.texture.pca_std)
-        return self.canvas.from_vector((y - fit.texture_y) @ self.texture.basis)
+        delta = self.canvas.from_vector((y - fit.texture_y) @ self.texture.basis)
+        if suppress > 0:
+            delta = delta - float(suppress) * fit.extra["idiosyncratic"]
+        return delta
 
     def canvas_map(self, target_l68: np.ndarray, roi: tuple[int, int, int, int]):
         """Dense map from image pixels (inside the new 68-point mesh) to canvas coordinates."""
@@ -234,7 +245,7 @@ class FaceModel:
         alpha = cv2.remap(self._alpha, cmap.map_x, cmap.map_y, cv2.INTER_LINEAR, borderValue=0) * cmap.inside
         return target, frac, roi, base, alpha, cmap
 
-    def plan_edit(self, image: np.ndarray, fit: FaceFit, code: IdentityCode, refine: Any = None) -> "FaceEdit":
+    def plan_edit(self, image: np.ndarray, fit: FaceFit, code: IdentityCode, refine: Any = None, suppress: float = 0.0) -> "FaceEdit":
         """The identity edit that gives ``fit``'s face the identity ``code``: a frontal-frame landmark
         displacement and a canvas-frame change of the detail layer (refined against the recognizer
         when ``refine`` — a :class:`facedeid.model.refine.RefineSettings` — is given). Pose-free, so
@@ -242,14 +253,14 @@ class FaceModel:
         img = np.asarray(image)
         code, inside = self.plausible(code)
         d_frontal = self.frontal_offsets(fit, code)
-        delta_canvas = self.texture_delta(fit, code)
+        delta_canvas = self.texture_delta(fit, code, suppress=suppress)
         report: dict[str, Any] = {"code_inside_model": inside, "strength": round(self.strength(fit.code, code), 4)}
         if refine is not None and refine.steps > 0:
             from .refine import refine_texture
 
             target, _, roi, base, alpha, cmap = self._geometry(img, fit, d_frontal)
             extra_y, colour, rep = refine_texture(self, img, fit, target, roi, base, alpha, cmap, delta_canvas, refine)
-            delta_canvas = self.texture_delta(fit, code, extra_y) + colour
+            delta_canvas = self.texture_delta(fit, code, extra_y, suppress) + colour
             report["refine"] = rep
         return FaceEdit(d_frontal=d_frontal, texture=delta_canvas.astype(np.float32), code=code, report=report)
 
@@ -264,9 +275,9 @@ class FaceModel:
         out[y0:y1, x0:x1] = np.rint(out_roi).astype(img.dtype)
         return Rendered(out, target, {**edit.report, "shape_fraction": frac})
 
-    def render(self, image: np.ndarray, fit: FaceFit, code: IdentityCode, refine: Any = None) -> Rendered:
+    def render(self, image: np.ndarray, fit: FaceFit, code: IdentityCode, refine: Any = None, suppress: float = 0.0) -> Rendered:
         """Render ``fit``'s face with identity ``code`` into a copy of ``image`` (RGB uint8)."""
-        return self.apply_edit(image, fit, self.plan_edit(image, fit, code, refine))
+        return self.apply_edit(image, fit, self.plan_edit(image, fit, code, refine, suppress))
 
 
 @functools.lru_cache(maxsize=2)
