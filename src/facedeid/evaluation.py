@@ -26,7 +26,7 @@ from .faces.landmarks import landmarks68
 from .faces.types import Face
 from .identity.recognizers import Recognizer, cosine_similarity, distance
 from .media.images import IMAGE_SUFFIXES, read_image
-from .metrics.privacy import sdr, verification
+from .metrics.privacy import pair_verification, sdr
 from .metrics.quality import mae, psnr, ssim
 
 DEFAULT_DETECTORS = ("hog", "haar", "centerface")
@@ -235,21 +235,19 @@ def _pair_verification(pairs, original: Path, anonymized: Path, recognizers, det
     out: dict[str, Any] = {}
     usable = [(a, b, s) for a, b, s in pairs if (original / a).is_file() and (original / b).is_file() and (anonymized / b).is_file()]
     for rec in recognizers:
-        d_anon, d_orig, same = [], [], []
+        ea, eb, ej, same = [], [], [], []
         for a, b, s in usable:
             ia, fa = load(original / a)
             ib, fb = load(original / b)
             jb, _ = load(anonymized / b)
             if fa is None or fb is None:
                 continue
-            ea, eb, ej = rec.embed(ia, [fa])[0], rec.embed(ib, [fb])[0], rec.embed(jb, [fb])[0]
-            d_anon.append(distance(ea, ej, rec.metric)[0])
-            d_orig.append(distance(ea, eb, rec.metric)[0])
+            ea.append(rec.embed(ia, [fa])[0])
+            eb.append(rec.embed(ib, [fb])[0])
+            ej.append(rec.embed(jb, [fb])[0])
             same.append(s)
-        same_a = np.array(same, bool)
-        da, do = np.array(d_anon), np.array(d_orig)
-        out[rec.name] = {"anonymized": asdict(verification(da[same_a], da[~same_a], rec.threshold)),
-                         "original": asdict(verification(do[same_a], do[~same_a], rec.threshold))}
+        v_anon, v_orig = pair_verification(np.array(ea), np.array(eb), np.array(ej), np.array(same, bool), rec.metric, rec.threshold)
+        out[rec.name] = {"anonymized": asdict(v_anon), "original": asdict(v_orig)}
     out["pairs_used"] = len(usable)
     return out
 

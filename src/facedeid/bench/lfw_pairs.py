@@ -18,7 +18,7 @@ from ..faces.types import Face
 from ..identity.recognizers import Recognizer, distance
 from ..media.images import read_image
 from ..methods.base import Context
-from ..metrics.privacy import Verification, sdr, verification
+from ..metrics.privacy import Verification, pair_verification, sdr
 from ..metrics.quality import psnr, ssim
 from ..pipeline import anonymize, resolve_method
 from ..privacy.randomness import PrivacyRandom
@@ -87,11 +87,9 @@ def evaluate_pairs(
         e0, e1 = prep.embeddings[rec.name], anon_emb[rec.name]
         own = np.array([distance(e0[p], e1[p], rec.metric)[0] for p in e1])
         idd[rec.name], sd[rec.name] = float(own.mean()), sdr(own, rec.threshold)
-        d_anon = np.array([distance(e0[p.a], e1[p.b], rec.metric)[0] for p in usable])
-        d_orig = np.array([distance(e0[p.a], e0[p.b], rec.metric)[0] for p in usable])
-        same = np.array([p.same for p in usable])
-        ver[rec.name] = verification(d_anon[same], d_anon[~same], rec.threshold)
-        ver0[rec.name] = verification(d_orig[same], d_orig[~same], rec.threshold)
+        first, second = np.array([e0[p.a] for p in usable]), np.array([e0[p.b] for p in usable])
+        anon = np.array([e1[p.b] for p in usable])
+        ver[rec.name], ver0[rec.name] = pair_verification(first, second, anon, np.array([p.same for p in usable]), rec.metric, rec.threshold)
     q = np.array(quality)
     finite = q[np.isfinite(q[:, 0]), 0]
     return PairFigures(m.spec(), idd, sd, ver, ver0, float(finite.mean()) if finite.size else float("inf"),

@@ -18,7 +18,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -26,7 +26,7 @@ from ..faces.align import warp_to_crop
 from ..faces.types import Face
 from ..identity.recognizers import distance
 from ..media.images import read_image
-from ..metrics.privacy import sdr, verification
+from ..metrics.privacy import pair_verification, sdr
 from ..metrics.quality import psnr, ssim
 from .attack import lbph_rank1, nearest_mean_rank1, nearest_neighbour_rank1
 from .datasets import Pair, fold1_people, identities, lfw_pairs
@@ -143,11 +143,10 @@ def _pair_figures(proto: Protocol, orig: dict, anon: dict, rec) -> dict[str, flo
     usable = [p for p in proto.pairs if orig.get(str(p.a)) and orig.get(str(p.b)) and str(p.b) in anon]
     same = np.array([p.same for p in usable])
     e0 = lambda p: orig[str(p)]["emb"][rec.name]  # noqa: E731
-    d_anon = np.array([distance(e0(p.a), anon[str(p.b)]["emb"][rec.name], rec.metric)[0] for p in usable])
-    d_orig = np.array([distance(e0(p.a), e0(p.b), rec.metric)[0] for p in usable])
     seconds = {str(p.b) for p in usable}
     own = np.array([distance(orig[b]["emb"][rec.name], anon[b]["emb"][rec.name], rec.metric)[0] for b in seconds])
-    v, v0 = verification(d_anon[same], d_anon[~same], rec.threshold), verification(d_orig[same], d_orig[~same], rec.threshold)
+    v, v0 = pair_verification(np.array([e0(p.a) for p in usable]), np.array([e0(p.b) for p in usable]),
+                              np.array([anon[str(p.b)]["emb"][rec.name] for p in usable]), same, rec.metric, rec.threshold)
     return {"id_dis": float(own.mean()), "sdr": sdr(own, rec.threshold), "tar": v.tar, "far": v.far, "tar_far1": v.tar_at_far_1,
             "tar_orig": v0.tar, "far_orig": v0.far, "pairs": len(usable)}
 

@@ -36,12 +36,10 @@ import functools
 import hashlib
 import json
 import math
-import os
 import time
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterator, Sequence
+from typing import Any, Callable, ClassVar, Sequence
 
 import cv2
 import numpy as np

@@ -43,6 +43,23 @@ def _eer(same: np.ndarray, diff: np.ndarray) -> float:
     return float((frr[i] + far[i]) / 2)
 
 
+def pair_verification(
+    first: np.ndarray, second: np.ndarray, second_anonymized: np.ndarray, same: np.ndarray, metric: str, threshold: float
+) -> tuple[Verification, Verification]:
+    """Verification of pairs whose *second* image is anonymized (the protocol of Tables 4.1/5.1):
+    embeddings (n, d) of the first images, of the original and of the anonymized second images, and
+    which pairs are matched. Returns (anonymized, original) figures at τ = ``threshold``."""
+    from ..identity.recognizers import distance
+
+    same = np.asarray(same, dtype=bool)
+    if not len(same):
+        empty = verification(np.array([]), np.array([]), threshold)
+        return empty, empty
+    d_anon = distance(first, second_anonymized, metric)
+    d_orig = distance(first, second, metric)
+    return (verification(d_anon[same], d_anon[~same], threshold), verification(d_orig[same], d_orig[~same], threshold))
+
+
 def verification(same: np.ndarray, diff: np.ndarray, threshold: float) -> Verification:
     """Verification on matched (``same``) and mismatched (``diff``) pair distances."""
     same = np.asarray(same, dtype=np.float64)
