@@ -100,7 +100,7 @@ def _cmd_recover(args: argparse.Namespace) -> int:
     res = recover_file(args.input, args.output, password=args.password or args.key, level=args.level,
                        detector=args.detector, reveal=args.reveal)
     how = f" ({res.how})" if args.reveal else ""
-    print(f"{res.dst}: {res.faces} face region(s) recovered{how}")
+    print(f"{res.dst}: recovered{how}")
     return EXIT_OK
 
 

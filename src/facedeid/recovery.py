@@ -93,6 +93,22 @@ class RecoveryResult:
     report: dict[str, Any] = field(default_factory=dict)
 
 
+def recover_bytes(data: bytes, password: str, level: int = 5, detector: str = DEFAULT_DETECTOR, name: str = "image",
+                  blob: bytes | None = None, max_pixels: int | None = None) -> tuple[Any, np.ndarray, str]:
+    """Recover encoded image bytes: (decoded input, recovered RGB, "exact" | "rotation").
+    ``blob`` is a payload found elsewhere (a sidecar file) when the bytes carry none."""
+    dec = decode_image(data, name) if max_pixels is None else decode_image(data, name, max_pixels)
+    blob = payload.extract(data) or blob
+    if blob is not None:
+        try:
+            patches = payload.unpack_patches(payload.unseal(blob, password))
+            return dec, payload.apply_patches(dec.rgb, patches), "exact"
+        except (BadKey, ValueError):
+            pass  # a wrong password or a tampered payload: the decoy path, silently
+    restored, _ = recover_image(dec.rgb, password, level, detector)
+    return dec, restored, "rotation"
+
+
 def recover_file(src: str | Path, dst: str | Path, password: str = "", level: int = 5, detector: str = DEFAULT_DETECTOR,
                  reveal: bool = False) -> RecoveryResult:
     """Recover ``src`` into ``dst`` (see module doc). ``dst`` should be lossless (PNG) for exact pixels."""
@@ -100,20 +116,10 @@ def recover_file(src: str | Path, dst: str | Path, password: str = "", level: in
     if src.resolve() == dst.resolve():
         raise FaceDeidError(f"{dst}: refusing to overwrite the input")
     password = password_or_env(password)
-    data = src.read_bytes()
-    dec = decode_image(data, str(src))
-    blob = payload.extract(data) or payload.extract(src)  # in the file, else a sidecar
-    how, faces, restored = "rotation", 0, None
-    if blob is not None:
-        try:
-            patches = payload.unpack_patches(payload.unseal(blob, password))
-            restored = payload.apply_patches(dec.rgb, patches)
-            how, faces = "exact", len(patches)
-        except (BadKey, ValueError):
-            restored = None
-    if restored is None:
-        restored, rows = recover_image(dec.rgb, password, level, detector)
-        faces = len(rows)
+    side = payload.sidecar_path(src)
+    dec, restored, how = recover_bytes(src.read_bytes(), password, level, detector, str(src),
+                                       blob=side.read_bytes() if side.is_file() else None)
     fmt = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}.get(dst.suffix.lower())
     write_atomic(dst, encode_image(dec, restored, fmt))
-    return RecoveryResult(src, dst, faces, how if reveal else "hidden", {"faces": faces})
+    changed = int(np.any(restored != dec.rgb, axis=-1).sum())
+    return RecoveryResult(src, dst, 1 if changed else 0, how if reveal else "hidden", {"changed_pixels": changed})

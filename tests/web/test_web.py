@@ -160,3 +160,24 @@ def test_video_job_progress_result_and_cancel(client, face_image, tmp_path):
     time.sleep(3)
     assert not glob.glob(tempfile.gettempdir() + "/facedeid-web-*")
     assert client.post("/api/video", content=b"not a video", headers=_req(method="pixelate")).status_code == 415
+
+
+def test_recover_endpoint_exact_and_decoy(client, face_image, tmp_path, monkeypatch):
+    """A photo anonymized with identity-password:exact=true comes back exactly with the right
+    password; a wrong password returns a different face (a decoy), not an error; no password → 400."""
+    from facedeid.cli import main
+
+    src = tmp_path / "in.png"
+    Image.fromarray(face_image).save(src)
+    out = tmp_path / "anon.png"
+    monkeypatch.setenv("FACEDEID_PASSWORD", "web secret")
+    assert main(["anonymize", str(src), "-o", str(out), "--method", "identity-password:exact=true"]) == 0
+    body = out.read_bytes()
+    r = client.post("/api/recover", content=body, headers=_req(password="web secret", level=5))
+    assert r.status_code == 200, r.text
+    assert np.array_equal(_decode(r.json()["image"]), face_image)
+    r = client.post("/api/recover", content=body, headers=_req(password="wrong", level=5))
+    assert r.status_code == 200
+    decoy = _decode(r.json()["image"])
+    assert not np.array_equal(decoy, face_image)
+    assert client.post("/api/recover", content=body, headers=_req(level=5)).status_code == 400

@@ -183,6 +183,31 @@ def create_app(limits: Limits | None = None) -> FastAPI:
         with lock:
             return JSONResponse(_anonymize(dec, opts, recognizers))
 
+    @app.post("/api/recover")
+    async def api_recover(request: Request) -> JSONResponse:
+        """Undo ``identity-password`` on an uploaded photo with the password (in the request header):
+        exact when the photo carries its encrypted payload, else the rotation recovery; which one is
+        not said (a wrong password yields a decoy face, Ch. 8.6.3)."""
+        from ..recovery import recover_bytes
+
+        opts = _options(request)
+        password = str(opts.get("password", ""))
+        if not password:
+            raise HTTPException(400, "a password is required")
+        try:
+            level = int(opts.get("level", 5))
+        except (TypeError, ValueError):
+            raise HTTPException(400, "level must be an integer 0…9") from None
+        data = await _read_body(request, limits)
+        try:
+            with lock:
+                dec, rgb, _how = recover_bytes(data, password, level, opts.get("detector", DEFAULT_DETECTOR), "upload",
+                                               max_pixels=limits.max_pixels)
+        except FaceDeidError as exc:
+            raise HTTPException(400 if exc.exit_code == 2 else 415, str(exc)) from None
+        url, ext = _data_url(dec, rgb)
+        return JSONResponse({"image": url, "ext": ext})
+
     jobs: dict[str, VideoJob] = {}
 
     @app.post("/api/video")

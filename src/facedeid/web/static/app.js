@@ -152,6 +152,19 @@ async function run() {
   }
 }
 
+async function recover() {
+  const file = $("recover-file").files[0];
+  if (!file) { $("recover-status").textContent = "Choose a photo first."; return; }
+  $("recover-status").textContent = "Recovering…";
+  const opts = { password: $("recover-password").value, level: Number($("recover-level").value) };
+  const r = await fetch("/api/recover", { method: "POST", body: file, headers: { "X-Facedeid-Request": JSON.stringify(opts) } });
+  const d = await r.json();
+  if (!r.ok) { $("recover-status").textContent = d.detail || "recovery failed"; return; }
+  $("recover-result").src = d.image;
+  const a = $("recover-download"); a.href = d.image; a.download = "recovered." + d.ext; a.hidden = false;
+  $("recover-status").textContent = "Done. A wrong password gives a different face, not an error.";
+}
+
 function choose(files) {
   state.files = [...files].filter((f) => f.size > 0);
   if (state.files.length) loadFile(state.files[0]);
@@ -170,6 +183,7 @@ async function init() {
   $("recover-info").textContent = reversible.length
     ? `Reversible methods: ${reversible.map((m) => m.name).join(", ")}.`
     : "No reversible (pseudonymizing) method is installed in this version, so there is nothing to recover yet.";
+  $("recover-run").addEventListener("click", recover);
   $("method").addEventListener("change", renderParams);
   $("files").addEventListener("change", (e) => choose(e.target.files));
   $("run").addEventListener("click", run);
