@@ -144,6 +144,15 @@ def _cmd_model_build(args: argparse.Namespace) -> int:
     return build.run(args)
 
 
+def _cmd_train_attributes(args: argparse.Namespace) -> int:
+    from .attributes import train
+    from .bench.datasets import data_root
+
+    out = args.out or str(Path(train.__file__).parent / "data")
+    train.train(Path(args.data) if args.data else data_root(), out, args.cache)
+    return EXIT_OK
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -264,6 +273,11 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--out", default=None, help="output folder (default: the package's model/data)")
     build.add_argument("--cache", default="out/cache/model_landmarks.npz", help="landmark cache (speeds up rebuilds)")
     build.set_defaults(fn=_cmd_model_build)
+    ta = msub.add_parser("train-attributes", help="train the 13-attribute classifier of Ch. 4 (CelebA labels + LFW gender)")
+    ta.add_argument("--data", default=None, help="the shared data folder (default: ../shared/data)")
+    ta.add_argument("--out", default=None, help="output folder (default: the package's attributes/data)")
+    ta.add_argument("--cache", default="out/cache", help="feature cache folder")
+    ta.set_defaults(fn=_cmd_train_attributes)
 
     w = sub.add_parser("serve", help="a local web page (bound to 127.0.0.1 by default)")
     w.add_argument("--host", default="127.0.0.1")
