@@ -92,8 +92,10 @@ def _cmd_recover(args: argparse.Namespace) -> int:
     if Path(args.input).suffix.lower() not in IMAGE_SUFFIXES:
         from .video_mask import recover_video
 
-        rep = recover_video(args.input, args.output, args.key or args.password, theta_deg=args.theta)
-        print(f"{args.output}: {rep.get('frames', '?')} frame(s) recovered")
+        rep = recover_video(args.input, args.output, args.key or args.password, theta_deg=args.theta, detector=args.detector,
+                            reveal=args.reveal)
+        how = f" ({rep.get('how')})" if args.reveal else ""
+        print(f"{args.output}: {rep.get('frames', '?')} frame(s) recovered{how}")
         return EXIT_OK
     from .recovery import recover_file
 

@@ -4,3 +4,4 @@ from . import ksame  # noqa: F401
 from . import adversarial  # noqa: F401
 from . import parametric  # noqa: F401
 from . import identity_privacy  # noqa: F401
+from . import video_mask  # noqa: F401
