@@ -198,7 +198,7 @@ class FaceModel:
     def target_landmarks(self, fit: FaceFit, d_frontal: np.ndarray) -> tuple[np.ndarray, float]:
         """The new 68 landmarks: the frontal displacement re-projected with the face's own pose, and
         the fraction of it applied (halved until the warp mesh has no fold-over)."""
-        offsets = fit.pose.to_image(d_frontal)
+        offsets = keep_expression(fit.l68, fit.pose.to_image(d_frontal))
         ring = self._ring_image(fit)
         src = np.concatenate([fit.l68, ring])
         for k in range(6):
@@ -278,6 +278,31 @@ class FaceModel:
     def render(self, image: np.ndarray, fit: FaceFit, code: IdentityCode, refine: Any = None, suppress: float = 0.0) -> Rendered:
         """Render ``fit``'s face with identity ``code`` into a copy of ``image`` (RGB uint8)."""
         return self.apply_edit(image, fit, self.plan_edit(image, fit, code, refine, suppress))
+
+
+def _openness(l68: np.ndarray) -> np.ndarray:
+    from ..metrics.utility import expression_ratios
+
+    r = expression_ratios(l68)
+    return np.array([r["mouth_open"], r["eye_open_right"], r["eye_open_left"]])
+
+
+def keep_expression(l68: np.ndarray, offsets: np.ndarray, h: float = 0.05) -> np.ndarray:
+    """``offsets`` without the component that would change the mouth and eye openness ratios (the
+    expression measures of the evaluation): projected onto the null space of their Jacobian at the
+    face's own landmarks (first order; central differences with step ``h`` px)."""
+    base = np.asarray(l68, dtype=np.float64)
+    jac = np.zeros((3, base.size))
+    flat = base.ravel()
+    for i in range(flat.size):
+        e = np.zeros_like(flat)
+        e[i] = h
+        jac[:, i] = (_openness((flat + e).reshape(68, 2)) - _openness((flat - e).reshape(68, 2))) / (2 * h)
+    if not np.isfinite(jac).all():
+        return offsets
+    o = np.asarray(offsets, dtype=np.float64).ravel()
+    gram = jac @ jac.T + 1e-9 * np.eye(3)
+    return (o - jac.T @ np.linalg.solve(gram, jac @ o)).reshape(68, 2)
 
 
 @functools.lru_cache(maxsize=2)
