@@ -109,7 +109,7 @@ def write(out: Path, rows: Sequence[dict[str, Any]], samples: dict, meta: dict[s
     write_atomic(out / "results.csv", _csv(rows))
     write_atomic(out / "results.json", json.dumps({"meta": meta, "rows": rows}, indent=1, default=float).encode())
     notes = (f"LFW fold 1: first {meta['pairs'] // 2} matched + {meta['pairs'] // 2} mismatched pairs, second image anonymized; "
-             f"identification: {meta['identities']} LFW people (probe = first photo, gallery = next 4). "
+             f"identification: {meta['identities']} LFW people{' of fold 1 (unseen by the face model)' if meta.get('held_out') else ''} (probe = first photo, gallery = next 4). "
              f"Detector for the originals: {meta['detector']}. Total {meta['seconds']:.0f} s. "
              "Recognizers measure the anonymized face with the original's landmarks (best-aligned attacker). "
              "MobileFaceNet is used by evaluation only. Book values are not reproduced here (no copy of the book's tables ships with the project).")

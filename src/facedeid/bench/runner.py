@@ -245,13 +245,14 @@ def run(methods: Sequence[str], out_dir: Path, n_pairs: int = 600, n_identities:
             first = [str(p.b) for p in proto.pairs[:6]]
             samples[spec] = [(read_image(p).rgb, anon[p]["thumb"]) for p in first if p in anon]
             print(f"[{k + 1}/{len(specs)}] {spec}: {time.perf_counter() - t1:.0f} s", flush=True)
-            _write(out_dir, rows, samples, n_pairs, n_identities, detector, t0, seed)  # partial results survive
-    _write(out_dir, rows, samples, n_pairs, n_identities, detector, t0, seed)
+            _write(out_dir, rows, samples, n_pairs, len(proto.probes), detector, t0, seed, held_out)  # partial results survive
+    _write(out_dir, rows, samples, n_pairs, len(proto.probes), detector, t0, seed, held_out)
     return rows
 
 
-def _write(out_dir: Path, rows, samples, n_pairs: int, n_identities: int, detector: str, t0: float, seed: int | None) -> None:
+def _write(out_dir: Path, rows, samples, n_pairs: int, n_identities: int, detector: str, t0: float, seed: int | None,
+           held_out: bool = False) -> None:
     from . import report
 
     report.write(out_dir, rows, samples, meta={"pairs": n_pairs, "identities": n_identities, "detector": detector,
-                                                "seconds": time.perf_counter() - t0, "seed": seed})
+                                                "seconds": time.perf_counter() - t0, "seed": seed, "held_out": held_out})
