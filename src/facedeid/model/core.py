@@ -259,8 +259,8 @@ class FaceModel:
             from .refine import refine_texture
 
             target, _, roi, base, alpha, cmap = self._geometry(img, fit, d_frontal)
-            extra_y, colour, rep = refine_texture(self, img, fit, target, roi, base, alpha, cmap, delta_canvas, refine)
-            delta_canvas = self.texture_delta(fit, code, extra_y, suppress) + colour
+            extra, rep = refine_texture(self, img, fit, target, roi, base, alpha, cmap, delta_canvas, refine)
+            delta_canvas = delta_canvas + extra
             report["refine"] = rep
         return FaceEdit(d_frontal=d_frontal, texture=delta_canvas.astype(np.float32), code=code, report=report)
 

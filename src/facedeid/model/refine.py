@@ -4,6 +4,7 @@ A few Adam steps on a low-dimensional parameterisation of the appearance change 
 
 * θ: a further step of the *texture identity code* (whitened LDA coordinates), i.e. only along the
   directions in which real people's face detail differs, with a penalty ‖θ‖² that keeps it short;
+  The lips are excluded from this change (``keep_expression``), so that the mouth keeps its look;
 * g: a smooth brightness field (a 4×4 grid, bilinearly up-sampled to the canvas, the same on all
   channels so it cannot tint the skin), bounded by ``max_colour`` grey levels —
 
@@ -40,6 +41,19 @@ class RefineSettings:
     max_colour: float = 8.0
     flip: bool = False
     line_search: bool = True
+    keep_expression: bool = True
+
+
+def expression_keep_mask(canvas, grow: float = 2.0) -> np.ndarray:
+    """1 − a soft mask of the lips (points 48–67) on the canvas: the refinement leaves the mouth's
+    appearance alone, so that expression (mouth openness as landmarks and classifiers see it) stays."""
+    import cv2
+
+    m = np.zeros((canvas.size, canvas.size), np.float32)
+    cv2.fillPoly(m, [np.round(canvas.points[48:60]).astype(np.int32)], 1.0)
+    m = cv2.dilate(m, np.ones((3, 3), np.uint8), iterations=int(grow))
+    m = cv2.GaussianBlur(m, (0, 0), grow)
+    return (1.0 - np.clip(m, 0, 1)).astype(np.float32)
 
 
 def moved_points5(l5: np.ndarray, l68: np.ndarray, target68: np.ndarray) -> np.ndarray:
@@ -59,7 +73,7 @@ def _net():
 
 def refine_texture(model, img: np.ndarray, fit, target68: np.ndarray, roi, base: np.ndarray, alpha: np.ndarray,
                    cmap, delta_canvas: np.ndarray, s: RefineSettings) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """Optimise θ and g (see module doc). Returns (extra PCA coefficients, colour field on the canvas, report)."""
+    """Optimise θ and g (see module doc). Returns (the extra canvas change of the detail layer, report)."""
     t0 = time.perf_counter()
     x0, y0, _, _ = roi
     net = _net()
@@ -88,10 +102,15 @@ def refine_texture(model, img: np.ndarray, fit, target68: np.ndarray, roi, base:
     history: list[float] = []
     best = (None, None, -1.0)
 
-    def render(theta_v: torch.Tensor, g_v: torch.Tensor) -> torch.Tensor:
+    keep_t = torch.from_numpy(expression_keep_mask(canvas)) if s.keep_expression else torch.ones(size, size)
+
+    def extra_canvas(theta_v: torch.Tensor) -> torch.Tensor:
         vec = (theta_v @ pattern.T) @ basis
         flat = torch.zeros(size * size, 3).index_copy(0, mask_idx, vec.view(-1, 3))
-        extra = flat.view(size, size, 3).permute(2, 0, 1)[None]
+        return flat.view(size, size, 3).permute(2, 0, 1)[None] * keep_t
+
+    def render(theta_v: torch.Tensor, g_v: torch.Tensor) -> torch.Tensor:
+        extra = extra_canvas(theta_v)
         colour = _field(g_v, s.max_colour, size) * mask_t
         delta = F.grid_sample(d0 + extra + colour, grid_t, mode="bilinear", padding_mode="zeros", align_corners=True)
         return (base_t + alpha_t * delta[0].permute(1, 2, 0)).clamp(0, 255)
@@ -124,11 +143,12 @@ def refine_texture(model, img: np.ndarray, fit, target68: np.ndarray, roi, base:
     theta_b, g_b, dmin = best
     with torch.no_grad():
         colour = _field(g_b, s.max_colour, size) * mask_t
-    extra_y = (theta_b @ pattern.T).numpy().astype(np.float64)
+    with torch.no_grad():
+        extra = extra_canvas(theta_b)[0].permute(1, 2, 0).numpy()
     report = {"steps": steps, "min_view_distance": round(dmin, 4), "history": history,
               "seconds": round(time.perf_counter() - t0, 3)}
     report["code_step"] = round(float(theta_b.norm()), 3)
-    return extra_y, colour[0].permute(1, 2, 0).expand(size, size, 3).numpy(), report
+    return extra + colour[0].permute(1, 2, 0).expand(size, size, 3).numpy(), report
 
 
 def _line_search(distances, theta: torch.Tensor, g: torch.Tensor, s: "RefineSettings", history: list[float]):
