@@ -67,11 +67,11 @@ from typing import Any, Callable
 
 import cv2
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from .errors import BadArguments, BadKey, OutputError, UnsupportedMedia
 from .faces.align import align_matrix, transform_points
 from .faces.detect import DEFAULT_DETECTOR, detect
+from .faces.track import match_boxes
 from .faces.types import Box, Face
 from .media import payload as payload_mod
 from .media.images import write_atomic
@@ -252,12 +252,7 @@ class FaceStream:
         status: dict[int, str] = {}
         if index % self.detect_every == 0:
             faces = [f for f in detect(rgb, self.detector, with_68=True) if min(f.box.width, f.box.height) >= self.min_size]
-            cost = np.ones((len(self.tracks), len(faces)))
-            for i, t in enumerate(self.tracks):
-                for j, f in enumerate(faces):
-                    cost[i, j] = 1.0 - t.box.expanded(0.2).iou(f.box)
-            rows, cols = linear_sum_assignment(cost) if cost.size else ([], [])
-            matched = {(i, j) for i, j in zip(rows, cols) if cost[i, j] < 1.0 - self.iou}
+            matched = match_boxes([t.box for t in self.tracks], [f.box for f in faces], self.iou)
             used = {j for _, j in matched}
             for i, j in matched:
                 t, f = self.tracks[i], faces[j]
@@ -299,14 +294,7 @@ def stream_video(src: Path, dst: Path, fn: Callable[[int, float, np.ndarray], np
     from .media import video as V
 
     rep = TranscodeReport()
-    inp = V._open(src)
-    try:
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".facedeid-", suffix=dst.suffix or ".mp4", dir=dst.parent)
-        os.close(fd)
-    except OSError as exc:
-        inp.close()
-        raise OutputError(f"{dst}: cannot write ({exc.strerror or exc})") from None
+    inp, tmp = V.open_input_and_temp_output(src, dst)
     try:
         v = inp.streams.video[0]
         with av.open(tmp, "w") as out:

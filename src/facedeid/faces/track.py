@@ -8,7 +8,7 @@ shrinks coverage: the box used is the union of the smoothed box and the raw meas
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -51,6 +51,17 @@ def _blend(old: Box, new: Box, alpha: float) -> Box:
     return Box(*(alpha * n + (1 - alpha) * o for o, n in zip((old.x0, old.y0, old.x1, old.y1), (new.x0, new.y0, new.x1, new.y1))))
 
 
+def match_boxes(track_boxes: list[Box], face_boxes: list[Box], iou: float) -> set[tuple[int, int]]:
+    """Optimal one-to-one matching of detections to tracks (Hungarian on 1 − IoU with each track box
+    grown by 20 %); pairs with IoU ≤ ``iou`` are left unmatched."""
+    cost = np.ones((len(track_boxes), len(face_boxes)))
+    for i, tb in enumerate(track_boxes):
+        for j, fb in enumerate(face_boxes):
+            cost[i, j] = 1.0 - tb.expanded(0.2).iou(fb)
+    rows, cols = linear_sum_assignment(cost) if cost.size else ([], [])
+    return {(int(i), int(j)) for i, j in zip(rows, cols) if cost[i, j] < 1.0 - iou}
+
+
 class Tracker:
     """Tracks faces across frames; call :meth:`update` once per frame in order."""
 
@@ -88,12 +99,7 @@ class Tracker:
     def _associate(self, faces: list[Face], shape: tuple[int, ...]) -> list[int]:
         """Match detections to tracks (Hungarian on 1 − IoU); start, update, hold or drop tracks."""
         h, w = shape[:2]
-        cost = np.ones((len(self.tracks), len(faces)))
-        for i, t in enumerate(self.tracks):
-            for j, f in enumerate(faces):
-                cost[i, j] = 1.0 - t.box.expanded(0.2).iou(f.box)
-        rows, cols = linear_sum_assignment(cost) if cost.size else ([], [])
-        matched = {(i, j) for i, j in zip(rows, cols) if cost[i, j] < 1.0 - self.iou}
+        matched = match_boxes([t.box for t in self.tracks], [f.box for f in faces], self.iou)
         used_t, used_f = {i for i, _ in matched}, {j for _, j in matched}
         for i, j in matched:
             t, f = self.tracks[i], faces[j]

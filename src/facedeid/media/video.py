@@ -116,14 +116,8 @@ def _audio_streams(out, streams) -> tuple[dict, dict]:
     return copied, reencode
 
 
-def transcode(src: str | Path, dst: str | Path, fn: FrameFn, quality: int = 18, keep_partial: bool = False) -> TranscodeReport:
-    """Decode ``src``, pass every RGB frame through ``fn(index, time, frame)``, encode to ``dst``.
-
-    A corrupt or truncated input raises :class:`UnsupportedMedia` and writes nothing, unless
-    ``keep_partial`` is set: then the frames decoded so far are written and the report says so.
-    """
-    src, dst = Path(src), Path(dst)
-    rep = TranscodeReport()
+def open_input_and_temp_output(src: Path, dst: Path) -> tuple["av.container.InputContainer", str]:
+    """Open ``src`` and create a hidden temporary file beside ``dst`` (renamed onto it when done)."""
     inp = _open(src)
     try:
         dst.parent.mkdir(parents=True, exist_ok=True)
@@ -132,6 +126,18 @@ def transcode(src: str | Path, dst: str | Path, fn: FrameFn, quality: int = 18, 
     except OSError as exc:
         inp.close()
         raise OutputError(f"{dst}: cannot write ({exc.strerror or exc})") from None
+    return inp, tmp
+
+
+def transcode(src: str | Path, dst: str | Path, fn: FrameFn, quality: int = 18, keep_partial: bool = False) -> TranscodeReport:
+    """Decode ``src``, pass every RGB frame through ``fn(index, time, frame)``, encode to ``dst``.
+
+    A corrupt or truncated input raises :class:`UnsupportedMedia` and writes nothing, unless
+    ``keep_partial`` is set: then the frames decoded so far are written and the report says so.
+    """
+    src, dst = Path(src), Path(dst)
+    rep = TranscodeReport()
+    inp, tmp = open_input_and_temp_output(src, dst)
     try:
         _run(inp, tmp, fn, quality, rep)
     except Exception:
