@@ -36,6 +36,7 @@ from scipy.stats import chi2
 from ..errors import ModelUnavailable
 from ..faces.landmarks import landmarks68
 from ..faces.types import Face
+from ..metrics.utility import FACE_3D_68
 from .mesh import clip_roi, fold_overs, piecewise_affine_map
 from .shape import Pose, fit_pose, frontal_shape
 from .subspace import Subspace
@@ -181,12 +182,13 @@ class FaceModel:
 
     # ------------------------------------------------------------------ geometry
     def _ring_image(self, fit: FaceFit) -> np.ndarray:
-        """The warp's fixed ring in image coordinates (projected like the landmarks, z = 0)."""
-        from ..metrics.utility import FACE_3D_68
-
-        z = np.full((len(self.ring), 1), float(np.median(FACE_3D_68[:17, 2])))
-        pts = np.concatenate([self.ring, z], axis=1)
-        return fit.pose.scale * (pts @ fit.pose.rotation.T)[:, :2] + fit.pose.shift
+        """The warp's fixed ring in image coordinates (projected like the landmarks, z = jaw depth);
+        computed once per fit."""
+        if "ring" not in fit.extra:
+            z = np.full((len(self.ring), 1), float(np.median(FACE_3D_68[:17, 2])))
+            pts = np.concatenate([self.ring, z], axis=1)
+            fit.extra["ring"] = fit.pose.scale * (pts @ fit.pose.rotation.T)[:, :2] + fit.pose.shift
+        return fit.extra["ring"]
 
     def frontal_offsets(self, fit: FaceFit, code: IdentityCode) -> np.ndarray:
         """Frontal-frame landmark displacement (68, 2) that moves the shape identity to ``code.shape``
@@ -198,7 +200,9 @@ class FaceModel:
     def target_landmarks(self, fit: FaceFit, d_frontal: np.ndarray) -> tuple[np.ndarray, float]:
         """The new 68 landmarks: the frontal displacement re-projected with the face's own pose, and
         the fraction of it applied (halved until the warp mesh has no fold-over)."""
-        offsets = keep_expression(fit.l68, fit.pose.to_image(d_frontal))
+        if "expression_jacobian" not in fit.extra:
+            fit.extra["expression_jacobian"] = expression_jacobian(fit.l68)
+        offsets = keep_expression(fit.extra["expression_jacobian"], fit.pose.to_image(d_frontal))
         ring = self._ring_image(fit)
         src = np.concatenate([fit.l68, ring])
         for k in range(6):
@@ -287,17 +291,22 @@ def _openness(l68: np.ndarray) -> np.ndarray:
     return np.array([r["mouth_open"], r["eye_open_right"], r["eye_open_left"]])
 
 
-def keep_expression(l68: np.ndarray, offsets: np.ndarray, h: float = 0.05) -> np.ndarray:
-    """``offsets`` without the component that would change the mouth and eye openness ratios (the
-    expression measures of the evaluation): projected onto the null space of their Jacobian at the
-    face's own landmarks (first order; central differences with step ``h`` px)."""
-    base = np.asarray(l68, dtype=np.float64)
-    jac = np.zeros((3, base.size))
-    flat = base.ravel()
+def expression_jacobian(l68: np.ndarray, h: float = 0.05) -> np.ndarray:
+    """(3, 136) Jacobian of the mouth and eye openness ratios at the face's own landmarks (central
+    differences with step ``h`` px)."""
+    flat = np.asarray(l68, dtype=np.float64).ravel()
+    jac = np.zeros((3, flat.size))
     for i in range(flat.size):
         e = np.zeros_like(flat)
         e[i] = h
         jac[:, i] = (_openness((flat + e).reshape(68, 2)) - _openness((flat - e).reshape(68, 2))) / (2 * h)
+    return jac
+
+
+def keep_expression(jac: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """``offsets`` without the component that would change the mouth and eye openness ratios (the
+    expression measures of the evaluation): projected onto the null space of their Jacobian ``jac``
+    (:func:`expression_jacobian`; first order)."""
     if not np.isfinite(jac).all():
         return offsets
     o = np.asarray(offsets, dtype=np.float64).ravel()
