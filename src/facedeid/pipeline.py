@@ -138,34 +138,27 @@ def _anonymize_video_file(src: Path, dst: Path, method: Method, detector: str, o
     if dst.suffix.lower() in (".avi", ".webm"):
         dst = dst.with_suffix(".mp4")  # H.264 + copied audio need an MP4-family container
     report = dst.with_name(dst.name + ".facedeid.json") if video.report else None
-    if method.name == "identity-mask":  # Alg. 2: the first frame's edit carried by motion, not per frame
-        return _identity_mask_file(src, dst, method, detector, on_no_face, video, report)
+    whole = method.anonymize_video_file(src, dst, detector, video.detect_every, video.quality, report)
+    if whole is not None:
+        return _video_result(src, dst, on_no_face, report, whole.get("frames_with_faces", 0),
+                             len(whole.get("uncertain_frames", [])), len(whole.get("tracks", [])), None)
     rep = anonymize_video(src, dst, method, detector, video.detect_every, video.quality, video.keep_partial, report)
-    if not rep.frames_with_faces and on_no_face == "fail":
+    return _video_result(src, dst, on_no_face, report, rep.frames_with_faces, len(rep.uncertain_frames), rep.tracks,
+                         rep.frames if rep.transcode.get("truncated") else None)
+
+
+def _video_result(src: Path, dst: Path, on_no_face: str, report: Path | None, frames_with_faces: int, uncertain: int,
+                  tracks: int, truncated_frames: int | None) -> FileResult:
+    """The file result of a video run (no face with ``fail``: the output is removed and an error raised)."""
+    if not frames_with_faces and on_no_face == "fail":
         dst.unlink(missing_ok=True)
         raise NoFaceFound(f"{src}: no face found in any frame")
-    msg = "" if rep.frames_with_faces else f"{src}: no face found in any frame; re-encoded without metadata"
-    if rep.uncertain_frames:
-        msg = f"{src}: {len(rep.uncertain_frames)} frame(s) with uncertain coverage (held tracks), see {report}"
-    if rep.transcode.get("truncated"):
-        msg = f"{src}: truncated input, {rep.frames} decoded frame(s) written"
-    return FileResult(src, dst, "ok" if rep.frames_with_faces else "no-face", faces=rep.tracks, message=msg)
-
-
-def _identity_mask_file(src: Path, dst: Path, method: Method, detector: str, on_no_face: str, video: VideoOptions,
-                        report: Path | None) -> FileResult:
-    from .video_mask import mask_video
-
-    p = method.params
-    rep = mask_video(src, dst, p.key, theta_deg=p.theta, refine=p.refine, detector=detector, detect_every=video.detect_every,
-                     quality=video.quality, payload=p.payload, report_path=report)
-    if not rep.get("frames_with_faces") and on_no_face == "fail":
-        dst.unlink(missing_ok=True)
-        raise NoFaceFound(f"{src}: no face found in any frame")
-    msg = "" if rep.get("frames_with_faces") else f"{src}: no face found in any frame; re-encoded without metadata"
-    if rep.get("uncertain_frames"):
-        msg = f"{src}: {len(rep['uncertain_frames'])} frame(s) with uncertain coverage (held tracks)"
-    return FileResult(src, dst, "ok" if rep.get("frames_with_faces") else "no-face", faces=len(rep.get("tracks", [])), message=msg)
+    msg = "" if frames_with_faces else f"{src}: no face found in any frame; re-encoded without metadata"
+    if uncertain:
+        msg = f"{src}: {uncertain} frame(s) with uncertain coverage (held tracks), see {report}"
+    if truncated_frames is not None:
+        msg = f"{src}: truncated input, {truncated_frames} decoded frame(s) written"
+    return FileResult(src, dst, "ok" if frames_with_faces else "no-face", faces=tracks, message=msg)
 
 
 def _write_output(dst: Path, dec: DecodedImage, image: np.ndarray, method: Method) -> None:

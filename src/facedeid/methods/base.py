@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import typing
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, Sequence
 
 import numpy as np
@@ -52,6 +53,13 @@ class Method:
 
     def apply(self, image: np.ndarray, faces: Sequence[Face], ctx: Context) -> MethodOutput:
         raise NotImplementedError
+
+    def anonymize_video_file(self, src: Path, dst: Path, detector: str, detect_every: int, quality: int,
+                             report_path: Path | None) -> dict[str, Any] | None:
+        """A method that must see a whole video (not frame by frame) processes it here and returns its
+        report (``frames_with_faces``, ``uncertain_frames``, ``tracks``); None (the default) lets the
+        pipeline run :meth:`apply` on every frame through the tracker."""
+        return None
 
     def spec(self) -> str:
         """``name:key=value,...`` — enough to re-create this method."""

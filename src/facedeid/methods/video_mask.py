@@ -50,6 +50,14 @@ class IdentityMask(Method):
         p = self.params
         return f"{self.name}:key=<hidden>,theta={p.theta},refine={p.refine},steps={p.steps},target_distance={p.target_distance}"
 
+    def anonymize_video_file(self, src, dst, detector: str, detect_every: int, quality: int, report_path) -> dict[str, Any]:
+        """Alg. 2 on a whole video: each face's first-frame edit carried by motion (not per frame)."""
+        from ..video_mask import mask_video
+
+        p = self.params
+        return mask_video(src, dst, p.key, theta_deg=p.theta, refine=p.refine, detector=detector, detect_every=detect_every,
+                          quality=quality, payload=p.payload, report_path=report_path)
+
     def apply(self, image: np.ndarray, faces: Sequence[Face], ctx: Context) -> MethodOutput:
         from ..faces.landmarks import with_landmarks68
         from ..model.core import load_model

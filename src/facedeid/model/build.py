@@ -56,11 +56,6 @@ class Sample:
     grey: bool
 
 
-def held_out_people(root: Path) -> set[str]:
-    """LFW people of View-2 fold 1: never used to build the model."""
-    return fold1_people(root)
-
-
 def _largest_face(rgb: np.ndarray):
     faces = detect(rgb, "centerface") or detect(rgb, "hog")
     if not faces:
@@ -68,9 +63,10 @@ def _largest_face(rgb: np.ndarray):
     return max(faces, key=lambda f: f.box.width * f.box.height)
 
 
-def collect(root: Path, cache: Path | None = None, log=print) -> list[Sample]:
-    """Landmarks of every build image (cached in ``cache`` as .npz keyed by relative path)."""
-    held = held_out_people(root)
+def collect(root: Path, cache: Path | None = None, log=print, held: set[str] | None = None) -> list[Sample]:
+    """Landmarks of every build image (cached in ``cache`` as .npz keyed by relative path); ``held``
+    (default: the LFW people of View-2 fold 1) are never used."""
+    held = fold1_people(root) if held is None else held
     cached: dict[str, tuple] = {}
     if cache and cache.exists():
         z = np.load(cache, allow_pickle=False)
@@ -126,7 +122,8 @@ def identity_means(codes: np.ndarray, labels: np.ndarray, min_count: int = 2) ->
 def build(root: Path, out: Path, cache: Path | None = None, log=print) -> dict:
     """Build the model from the data under ``root`` and write it to the folder ``out``."""
     t0 = time.time()
-    samples = collect(root, cache, log)
+    held = fold1_people(root)
+    samples = collect(root, cache, log, held)
     log(f"{len(samples)} faces with landmarks ({time.time() - t0:.0f} s)")
     poses = [fit_pose(s.l68, s.shape) for s in samples]
     frontal = np.array([frontal_shape(s.l68, p) for s, p in zip(samples, poses)])
@@ -163,7 +160,7 @@ def build(root: Path, out: Path, cache: Path | None = None, log=print) -> dict:
                 "LFW people of View-2 fold 1 held out; named_faces excluded",
         "shape_faces": dict(counts), "shape_identities": int(len(set(labels))),
         "texture_faces": dict(tex_counts), "texture_identities": int(len(set(tex_labels))),
-        "held_out_lfw_people": len(held_out_people(root)),
+        "held_out_lfw_people": len(held),
         "shape_pca": N_SHAPE_PCA, "shape_identity_dims": N_SHAPE_ID, "texture_pca": N_TEX_PCA, "texture_identity_dims": N_TEX_ID,
         "canvas": canvas.size, "detail_sigma": canvas.sigma, "fisher_ratio_shape": [round(float(x), 3) for x in shape_sub.lam],
         "fisher_ratio_texture": [round(float(x), 3) for x in tex_sub.lam],
