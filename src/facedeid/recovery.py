@@ -5,9 +5,10 @@ Two ways back, tried in this order by :func:`recover_file`:
 1. **exact** — the output carries an authenticated, encrypted payload (AES-256-GCM, key from the
    password by scrypt with a random salt; :mod:`facedeid.media.payload`) holding the original pixels
    of every region the method changed; the right password restores them exactly;
-2. **rotation** — every face is encoded into the identity code, the rotation of Eq. 6.16–6.20 is
-   inverted with the password's direction z_r and the level's θ (closed form,
-   :func:`facedeid.privacy.rotation.recover`), and the recovered code is rendered.
+2. **rotation** — every face is encoded into the identity code and its recognizer descriptor is
+   measured; the rotation of Eq. 6.16–6.20 is inverted on both with the password's directions and
+   the level's θ (closed form, :func:`facedeid.privacy.rotation.recover_nearest`), and the recovered
+   code is rendered, optimised to the recovered descriptor (:mod:`facedeid.model.anchor`).
 
 A wrong password or a tampered payload is not reported as such: recovery silently falls back to the
 rotation, which with a wrong password yields a plausible face of yet another identity (a decoy,
@@ -27,10 +28,9 @@ from .faces.detect import DEFAULT_DETECTOR, detect
 from .faces.landmarks import with_landmarks68
 from .media import payload
 from .media.images import decode_image, encode_image, write_atomic
-from .methods.identity_privacy import ROTATION_PURPOSE, password_or_env
+from .methods.identity_privacy import ROTATION_PURPOSE, SPACE_PURPOSE, password_or_env
 from .privacy.keys import reference_direction
-from .privacy.rotation import recover as recover_rotation
-from .privacy.rotation import theta_for_level
+from .privacy.rotation import recover_nearest, theta_for_level
 
 
 def changed_patches(original: np.ndarray, anonymized: np.ndarray, grow: int = 2) -> list[tuple[int, int, np.ndarray]]:
@@ -61,8 +61,25 @@ def embed_payload(encoded: bytes, fmt: str, blob: bytes, dst: Path) -> tuple[byt
     return encoded, True
 
 
-def recover_image(image: np.ndarray, password: str, level: int, detector: str = DEFAULT_DETECTOR) -> tuple[np.ndarray, list[dict]]:
-    """Rotation recovery of every face in ``image`` (inverse of Eq. 6.16–6.20, then render)."""
+def recovered_descriptor(image: np.ndarray, face, z_r: np.ndarray, theta: float) -> np.ndarray:
+    """The recognizer descriptor the key says the face had: the descriptor measured on the
+    pseudonymized face, its whitened coordinates rotated back with the key's direction z_r in the
+    recognizer space (Eq. 6.16–6.20 inverted, :func:`facedeid.privacy.rotation.recover_nearest`),
+    the rest of it kept."""
+    from .identity.space import load_space
+    from .identity.torch_dlib import TorchDlibRecognizer
+
+    e_y = TorchDlibRecognizer().embed(image, [face])[0].astype(np.float64)
+    return load_space().moved(e_y, lambda w: recover_nearest(w, z_r, theta))
+
+
+def recover_image(image: np.ndarray, password: str, level: int, detector: str = DEFAULT_DETECTOR,
+                  anchor: bool = True) -> tuple[np.ndarray, list[dict]]:
+    """Rotation recovery of every face in ``image``: the model code rotated back (inverse of
+    Eq. 6.16–6.20) and rendered; with ``anchor`` (the default, matching ``identity-password``'s) the
+    render is optimised to the recovered recognizer descriptor (:func:`recovered_descriptor`)."""
+    from .identity.space import load_space
+    from .model.anchor import MatchObjective
     from .model.core import IdentityCode, load_model
 
     model = load_model()
@@ -75,11 +92,13 @@ def recover_image(image: np.ndarray, password: str, level: int, detector: str = 
         z_new = fit.code.vector()
         z_r = reference_direction(password, z_new.size, ROTATION_PURPOSE)
         try:
-            z = recover_rotation(z_new, z_r, theta)
+            z = recover_nearest(z_new, z_r, theta)
+            z_r_space = reference_direction(password, load_space().k, SPACE_PURPOSE)
+            settings = MatchObjective(target=recovered_descriptor(out, face, z_r_space, theta)) if anchor else None
         except ValueError:
             rows.append({"face": face.box.to_list(), "recovered": False})
             continue
-        out = model.render(out, fit, IdentityCode.from_vector(z, model.n_shape)).image
+        out = model.render(out, fit, IdentityCode.from_vector(z, model.n_shape), settings).image
         rows.append({"face": face.box.to_list(), "recovered": True})
     return out, rows
 
@@ -94,7 +113,7 @@ class RecoveryResult:
 
 
 def recover_bytes(data: bytes, password: str, level: int = 5, detector: str = DEFAULT_DETECTOR, name: str = "image",
-                  blob: bytes | None = None, max_pixels: int | None = None) -> tuple[Any, np.ndarray, str]:
+                  blob: bytes | None = None, max_pixels: int | None = None, anchor: bool = True) -> tuple[Any, np.ndarray, str]:
     """Recover encoded image bytes: (decoded input, recovered RGB, "exact" | "rotation").
     ``blob`` is a payload found elsewhere (a sidecar file) when the bytes carry none."""
     dec = decode_image(data, name) if max_pixels is None else decode_image(data, name, max_pixels)
@@ -105,12 +124,12 @@ def recover_bytes(data: bytes, password: str, level: int = 5, detector: str = DE
             return dec, payload.apply_patches(dec.rgb, patches), "exact"
         except (BadKey, ValueError):
             pass  # a wrong password or a tampered payload: the decoy path, silently
-    restored, _ = recover_image(dec.rgb, password, level, detector)
+    restored, _ = recover_image(dec.rgb, password, level, detector, anchor)
     return dec, restored, "rotation"
 
 
 def recover_file(src: str | Path, dst: str | Path, password: str = "", level: int = 5, detector: str = DEFAULT_DETECTOR,
-                 reveal: bool = False) -> RecoveryResult:
+                 reveal: bool = False, anchor: bool = True) -> RecoveryResult:
     """Recover ``src`` into ``dst`` (see module doc). ``dst`` should be lossless (PNG) for exact pixels."""
     src, dst = Path(src), Path(dst)
     if src.resolve() == dst.resolve():
@@ -118,7 +137,7 @@ def recover_file(src: str | Path, dst: str | Path, password: str = "", level: in
     password = password_or_env(password)
     side = payload.sidecar_path(src)
     dec, restored, how = recover_bytes(src.read_bytes(), password, level, detector, str(src),
-                                       blob=side.read_bytes() if side.is_file() else None)
+                                       blob=side.read_bytes() if side.is_file() else None, anchor=anchor)
     fmt = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}.get(dst.suffix.lower())
     write_atomic(dst, encode_image(dec, restored, fmt))
     changed = int(np.any(restored != dec.rgb, axis=-1).sum())

@@ -82,9 +82,9 @@ def test_identity_dp_distance_falls_as_epsilon_grows(faces, rec):
 
 def test_identity_password_properties(faces, rec):
     """Diversity (Eq. 6.2), controllability (6.3), recoverability (6.4–6.5), wrong password → yet
-    another identity (6.6–6.7), averaged over held-out faces."""
+    another identity (6.6–6.7), averaged over held-out faces (anchored rotation, the default)."""
     rows = []
-    for _, img, face in faces[:4]:
+    for _, img, face in faces[:3]:
         a = get_method("identity-password", {"password": PASSWORD, "level": "9"}).apply(img, [face], Context()).image
         a_low = get_method("identity-password", {"password": PASSWORD, "level": "0"}).apply(img, [face], Context()).image
         b = get_method("identity-password", {"password": "another one", "level": "9"}).apply(img, [face], Context()).image
@@ -93,10 +93,13 @@ def test_identity_password_properties(faces, rec):
         rows.append([_dist(rec, img, a, face), _dist(rec, img, a_low, face), _dist(rec, a, b, face),
                      _dist(rec, img, right, face), _dist(rec, img, wrong, face), _dist(rec, a, wrong, face)])
     anon9, anon0, diversity, right, wrong, wrong_vs_anon = np.mean(rows, axis=0)
+    assert anon9 > TAU and anon0 > TAU  # de-identified at both ends of the privacy levels
     assert anon9 > anon0  # controllability
     assert diversity > 0.3  # different passwords, different identities
-    assert right < TAU and right < anon9  # recoverability
-    assert wrong > right and wrong_vs_anon > 0.25  # a wrong password gives yet another identity
+    assert right < TAU and right < anon9 - 0.15  # recoverability: the password brings the person back
+    # a wrong password: another identity than the pseudonym, farther from the original than the
+    # right password's (but not always beyond τ: see the README's measured limits)
+    assert wrong > right + 0.05 and wrong_vs_anon > 0.25
 
 
 def test_identity_password_is_deterministic_given_the_password(faces):

@@ -21,6 +21,7 @@ from facedeid.privacy.rotation import (
     recover,
     recover_candidates,
     recover_in_frame,
+    recover_nearest,
     rotate,
     rotate_in_frame,
     theta_for_level,
@@ -243,3 +244,21 @@ def test_reference_frame_from_a_password():
     np.testing.assert_allclose(q @ q.T, np.eye(32), atol=1e-10)
     with pytest.raises(BadArguments):
         rotate_in_frame(np.ones(31), np.eye(31), 1.0)
+
+
+@pytest.mark.parametrize("dim", [12, 48])
+def test_recover_nearest_equals_recover_on_rotations_and_never_refuses(dim):
+    """recover_nearest is recover() wherever that is exact; for a noisy or wrongly keyed code it
+    still answers (a code of the same norm) instead of raising."""
+    rng = np.random.default_rng(dim)
+    theta = theta_for_level(5)
+    for _ in range(100):
+        z, z_r = rng.standard_normal(dim), rng.standard_normal(dim)
+        z_new = rotate(z, z_r, theta)
+        if is_recoverable(z, z_r, theta):
+            assert np.allclose(recover_nearest(z_new, z_r, theta), z, atol=1e-9)
+        noisy = recover_nearest(z_new + 0.05 * rng.standard_normal(dim), z_r, theta)
+        assert np.all(np.isfinite(noisy))
+    z, wrong = rng.standard_normal(dim), rng.standard_normal(dim)
+    out = recover_nearest(rotate(z, rng.standard_normal(dim), theta), wrong, theta)
+    assert np.linalg.norm(out) == pytest.approx(np.linalg.norm(z)) and np.linalg.norm(out - z) > 0.3 * np.linalg.norm(z)

@@ -56,6 +56,11 @@ class IdentityCodeMethod(Method):
     def new_code(self, model, fit, ctx: Context) -> tuple[Any, dict[str, Any]]:
         raise NotImplementedError
 
+    def render_settings(self, model, fit, ctx: Context) -> Any:
+        """How the new code is rendered: the recognizer-guided refinement of the params (or None);
+        :class:`facedeid.methods.identity_privacy.IdentityPassword` anchors it instead."""
+        return self.params.refine_settings()
+
     def apply(self, image: np.ndarray, faces: Sequence[Face], ctx: Context) -> MethodOutput:
         from ..model.core import load_model
 
@@ -65,7 +70,7 @@ class IdentityCodeMethod(Method):
         for face in faces:
             fit = model.encode(out, face)
             code, info = self.new_code(model, fit, ctx)
-            rendered = model.render(out, fit, code, self.params.refine_settings(), self.params.suppress)
+            rendered = model.render(out, fit, code, self.render_settings(model, fit, ctx), self.params.suppress)
             out = rendered.image
             rows.append({**info, **rendered.report})
         return MethodOutput(out, {"identity": rows})

@@ -253,17 +253,16 @@ class FaceModel:
         """The identity edit that gives ``fit``'s face the identity ``code``: a frontal-frame landmark
         displacement and a canvas-frame change of the detail layer (refined against the recognizer
         when ``refine`` — a :class:`facedeid.model.refine.RefineSettings` — is given). Pose-free, so
-        the same edit can be applied to other frames of the same face (Ch. 8.4.3)."""
+        the same edit can be applied to other frames of the same face (Ch. 8.4.3). ``refine`` may
+        also be a :class:`facedeid.model.anchor.AnchorSettings` (recognizer-anchored rendering)."""
         img = np.asarray(image)
         code, inside = self.plausible(code)
         d_frontal = self.frontal_offsets(fit, code)
         delta_canvas = self.texture_delta(fit, code, suppress=suppress)
         report: dict[str, Any] = {"code_inside_model": inside, "strength": round(self.strength(fit.code, code), 4)}
         if refine is not None and refine.steps > 0:
-            from .refine import refine_texture
-
             target, _, roi, base, alpha, cmap = self._geometry(img, fit, d_frontal)
-            extra, rep = refine_texture(self, img, fit, target, roi, base, alpha, cmap, delta_canvas, refine)
+            extra, rep = refine.run(self, img, fit, target, roi, base, alpha, cmap, delta_canvas)
             delta_canvas = delta_canvas + extra
             report["refine"] = rep
         return FaceEdit(d_frontal=d_frontal, texture=delta_canvas.astype(np.float32), code=code, report=report)

@@ -43,6 +43,10 @@ class RefineSettings:
     line_search: bool = True
     keep_expression: bool = True
 
+    def run(self, model, img, fit, target68, roi, base, alpha, cmap, delta_canvas):
+        """The hook :meth:`facedeid.model.core.FaceModel.plan_edit` calls."""
+        return refine_texture(model, img, fit, target68, roi, base, alpha, cmap, delta_canvas, self)
+
 
 def expression_keep_mask(canvas, grow: float = 2.0) -> np.ndarray:
     """1 − a soft mask of the lips (points 48–67) on the canvas: the refinement leaves the mouth's

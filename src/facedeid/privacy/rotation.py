@@ -130,6 +130,23 @@ def recover(z_new: np.ndarray, z_r: np.ndarray, theta: float) -> np.ndarray:
     return min(candidates, key=lambda c: abs(float(c @ z_r_hat)) / float(np.linalg.norm(c)))
 
 
+def recover_nearest(z_new: np.ndarray, z_r: np.ndarray, theta: float) -> np.ndarray:
+    """Inverse of :func:`rotate` that never refuses: of the two closed-form candidates
+    ‖z_new‖(cos θ ẑ_new ∓ sin θ w) (see :func:`recover_candidates`) the one closest to orthogonal to
+    z_r, whether or not its forward rotation reproduces z_new exactly. For a z_new that really is a
+    rotation this is :func:`recover`; for a noisy one (a descriptor measured on a rendered face, or a
+    wrong password) it is the continuous continuation of that inverse, which is what a recoverer
+    measuring an image needs. Raises ValueError only when z_r ∥ z_new or z_new = 0."""
+    z_new, z_r, theta = _vector(z_new, "z_new"), _vector(z_r, "z_r"), _check_theta(theta)
+    if z_new.shape != z_r.shape:
+        raise BadArguments("z_new and z_r must have the same dimension")
+    z_new_hat, norm = _unit(z_new, "z_new")
+    w = _orthogonal_part(z_r, z_new_hat, "z_new")
+    z_r_hat = z_r / np.linalg.norm(z_r)
+    cands = [norm * (math.cos(theta) * z_new_hat + sign * math.sin(theta) * w) for sign in (-1.0, 1.0)]
+    return min(cands, key=lambda c: abs(float(c @ z_r_hat)) / float(np.linalg.norm(c)))
+
+
 def is_recoverable(z_id: np.ndarray, z_r: np.ndarray, theta: float) -> bool:
     """Whether recover(rotate(z_id, z_r, θ), z_r, θ) gives z_id back (to 1e-9 relative)."""
     try:
