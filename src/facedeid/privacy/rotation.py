@@ -100,13 +100,9 @@ def recover_candidates(z_new: np.ndarray, z_r: np.ndarray, theta: float) -> list
     γ < min(θ, π − θ). Raises ValueError when z_r is parallel to z_new.
     """
     z_new, z_r, theta = _vector(z_new, "z_new"), _vector(z_r, "z_r"), _check_theta(theta)
-    if z_new.shape != z_r.shape:
-        raise BadArguments("z_new and z_r must have the same dimension")
-    z_new_hat, norm = _unit(z_new, "z_new")
-    w = _orthogonal_part(z_r, z_new_hat, "z_new")
+    norm = float(np.linalg.norm(z_new))
     out = []
-    for sign in (-1.0, 1.0):
-        candidate = norm * (math.cos(theta) * z_new_hat + sign * math.sin(theta) * w)
+    for candidate in _closed_form_candidates(z_new, z_r, theta):
         try:
             again = rotate(candidate, z_r, theta)
         except ValueError:
@@ -114,6 +110,22 @@ def recover_candidates(z_new: np.ndarray, z_r: np.ndarray, theta: float) -> list
         if np.linalg.norm(again - z_new) <= 1e-9 * max(norm, 1.0):
             out.append(candidate)
     return out
+
+
+def _closed_form_candidates(z_new: np.ndarray, z_r: np.ndarray, theta: float) -> list[np.ndarray]:
+    """‖z_new‖(cos θ ẑ_new ∓ sin θ w), w = unit(z_r − (z_r·ẑ_new) ẑ_new): the two inverses of the
+    derivation in :func:`recover_candidates`, before any check."""
+    if z_new.shape != z_r.shape:
+        raise BadArguments("z_new and z_r must have the same dimension")
+    z_new_hat, norm = _unit(z_new, "z_new")
+    w = _orthogonal_part(z_r, z_new_hat, "z_new")
+    return [norm * (math.cos(theta) * z_new_hat + sign * math.sin(theta) * w) for sign in (-1.0, 1.0)]
+
+
+def _most_orthogonal(candidates: list[np.ndarray], z_r: np.ndarray) -> np.ndarray:
+    """The candidate closest to orthogonal to z_r (the likeliest original for a random key)."""
+    z_r_hat = np.asarray(z_r, dtype=np.float64) / np.linalg.norm(z_r)
+    return min(candidates, key=lambda c: abs(float(c @ z_r_hat)) / float(np.linalg.norm(c)))
 
 
 def recover(z_new: np.ndarray, z_r: np.ndarray, theta: float) -> np.ndarray:
@@ -126,8 +138,7 @@ def recover(z_new: np.ndarray, z_r: np.ndarray, theta: float) -> np.ndarray:
     candidates = recover_candidates(z_new, z_r, theta)
     if not candidates:
         raise ValueError("no code rotates onto z_new with this z_r and θ (numerically degenerate input)")
-    z_r_hat = np.asarray(z_r, dtype=np.float64) / np.linalg.norm(z_r)
-    return min(candidates, key=lambda c: abs(float(c @ z_r_hat)) / float(np.linalg.norm(c)))
+    return _most_orthogonal(candidates, z_r)
 
 
 def recover_nearest(z_new: np.ndarray, z_r: np.ndarray, theta: float) -> np.ndarray:
@@ -135,16 +146,12 @@ def recover_nearest(z_new: np.ndarray, z_r: np.ndarray, theta: float) -> np.ndar
     ‖z_new‖(cos θ ẑ_new ∓ sin θ w) (see :func:`recover_candidates`) the one closest to orthogonal to
     z_r, whether or not its forward rotation reproduces z_new exactly. For a z_new that really is a
     rotation this is :func:`recover`; for a noisy one (a descriptor measured on a rendered face, or a
-    wrong password) it is the continuous continuation of that inverse, which is what a recoverer
-    measuring an image needs. Raises ValueError only when z_r ∥ z_new or z_new = 0."""
+    wrong password) it still answers, which is what a recoverer measuring an image needs. It is not
+    continuous everywhere: where the two candidates are about equally orthogonal to z_r the choice
+    flips, and near z_r ∥ z_new noise is amplified by about 1/sin ∠(z_new, z_r).
+    Raises ValueError only when z_r ∥ z_new or z_new = 0."""
     z_new, z_r, theta = _vector(z_new, "z_new"), _vector(z_r, "z_r"), _check_theta(theta)
-    if z_new.shape != z_r.shape:
-        raise BadArguments("z_new and z_r must have the same dimension")
-    z_new_hat, norm = _unit(z_new, "z_new")
-    w = _orthogonal_part(z_r, z_new_hat, "z_new")
-    z_r_hat = z_r / np.linalg.norm(z_r)
-    cands = [norm * (math.cos(theta) * z_new_hat + sign * math.sin(theta) * w) for sign in (-1.0, 1.0)]
-    return min(cands, key=lambda c: abs(float(c @ z_r_hat)) / float(np.linalg.norm(c)))
+    return _most_orthogonal(_closed_form_candidates(z_new, z_r, theta), z_r)
 
 
 def is_recoverable(z_id: np.ndarray, z_r: np.ndarray, theta: float) -> bool:
