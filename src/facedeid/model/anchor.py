@@ -33,12 +33,20 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..identity.torch_dlib import chips_to_tensor, face_chips, face_chips_torch, torch_threads
-from .refine import _field, _net, expression_keep_mask, moved_points5
+from .refine import CanvasWarp, _net, expression_keep_mask, moved_points5
 
 Objective = Callable[[torch.Tensor], tuple[torch.Tensor, list[float]]]
+
+
+def descriptor(img: np.ndarray, points5: np.ndarray) -> np.ndarray:
+    """dlib's descriptor of the face at ``points5`` (rounded, as dlib does) with the process's one
+    cached network — what :class:`facedeid.identity.torch_dlib.TorchDlibRecognizer` computes,
+    without loading the weights again."""
+    with torch_threads(), torch.no_grad():
+        chips = face_chips(img, [np.round(np.asarray(points5, dtype=np.float64))])
+        return _net()(chips_to_tensor(chips))[0].numpy().astype(np.float64)
 
 
 def recover_nearest_t(zy: torch.Tensor, z_r: torch.Tensor, theta: float) -> torch.Tensor:
@@ -124,36 +132,23 @@ def anchored_texture(model, img: np.ndarray, fit, target68: np.ndarray, roi, bas
 
     t0 = time.perf_counter()
     x0, y0, _, _ = roi
-    net, canvas = _net(), model.canvas
-    size = canvas.size
-    mask_idx = torch.from_numpy(np.flatnonzero(canvas.mask.ravel())).long()
-    mask_t = torch.from_numpy(canvas.mask.astype(np.float32))
-    basis = torch.from_numpy(model.texture.basis.astype(np.float32))
+    net = _net()
+    warp = CanvasWarp(model, cmap, base, alpha, delta_canvas)
     std = torch.from_numpy(model.texture.pca_std.astype(np.float32))
-    d0 = torch.from_numpy(delta_canvas.astype(np.float32)).permute(2, 0, 1)[None]
-    grid = np.stack([2 * cmap.map_x / (size - 1) - 1, 2 * cmap.map_y / (size - 1) - 1], axis=-1)
-    grid_t = torch.from_numpy(grid.astype(np.float32))[None]
-    base_t = torch.from_numpy(base)
-    alpha_t = torch.from_numpy(alpha.astype(np.float32))[..., None]
     full_t = torch.from_numpy(np.asarray(img, dtype=np.float32))
-    keep_t = torch.from_numpy(expression_keep_mask(canvas))
+    keep_t = torch.from_numpy(expression_keep_mask(model.canvas))
     l5 = np.round(np.asarray(fit.face.landmarks5, dtype=np.float64))
     views = [l5, np.round(moved_points5(l5, fit.l68, target68))]
-    with torch_threads(), torch.no_grad():
-        e0 = net(chips_to_tensor(face_chips(img, [l5])))[0].numpy().astype(np.float64)
-    objective = s.objective(e0)
-    y = torch.zeros(basis.shape[0], requires_grad=True)
+    objective = s.objective(descriptor(img, l5))
+    y = torch.zeros(std.shape[0], requires_grad=True)
     g = torch.zeros((1, 1, 4, 4), requires_grad=True)
     opt = torch.optim.Adam([y, g], lr=s.lr)
 
     def extra(y_v: torch.Tensor, g_v: torch.Tensor) -> torch.Tensor:
-        flat = torch.zeros(size * size, 3).index_copy(0, mask_idx, ((y_v * std) @ basis).view(-1, 3))
-        texture = flat.view(size, size, 3).permute(2, 0, 1)[None] * keep_t
-        return texture + _field(g_v, s.max_colour, size) * mask_t
+        return warp.pca_change(y_v * std) * keep_t + warp.brightness(g_v, s.max_colour)
 
     def render(y_v: torch.Tensor, g_v: torch.Tensor) -> torch.Tensor:
-        delta = F.grid_sample(d0 + extra(y_v, g_v), grid_t, mode="bilinear", padding_mode="zeros", align_corners=True)
-        roi_img = (base_t + alpha_t * delta[0].permute(1, 2, 0)).clamp(0, 255)
+        roi_img = warp.roi(extra(y_v, g_v))
         out = full_t.clone()
         out[y0:y0 + roi_img.shape[0], x0:x0 + roi_img.shape[1]] = roi_img
         return out

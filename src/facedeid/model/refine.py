@@ -75,6 +75,39 @@ def _net():
     return net.eval()
 
 
+class CanvasWarp:
+    """The differentiable path from a canvas-frame change of the detail layer to the warped ROI's
+    pixels, shared by the recognizer-guided refinement and the anchored render
+    (:mod:`facedeid.model.anchor`): ``delta_canvas`` (the model's planned change) plus an extra
+    change, sampled through the canvas map and blended with the feathered alpha onto ``base``."""
+
+    def __init__(self, model, cmap, base: np.ndarray, alpha: np.ndarray, delta_canvas: np.ndarray) -> None:
+        canvas = model.canvas
+        self.size = size = canvas.size
+        self.mask_idx = torch.from_numpy(np.flatnonzero(canvas.mask.ravel())).long()
+        self.mask_t = torch.from_numpy(canvas.mask.astype(np.float32))
+        self.basis = torch.from_numpy(model.texture.basis.astype(np.float32))  # (P, n*3)
+        self.d0 = torch.from_numpy(delta_canvas.astype(np.float32)).permute(2, 0, 1)[None]
+        grid = np.stack([2 * cmap.map_x / (size - 1) - 1, 2 * cmap.map_y / (size - 1) - 1], axis=-1)
+        self.grid_t = torch.from_numpy(grid.astype(np.float32))[None]
+        self.base_t = torch.from_numpy(base)
+        self.alpha_t = torch.from_numpy(alpha.astype(np.float32))[..., None]
+
+    def pca_change(self, y: torch.Tensor) -> torch.Tensor:
+        """(1, 3, size, size) canvas change of texture PCA coordinates ``y`` (zero off the mask)."""
+        flat = torch.zeros(self.size * self.size, 3).index_copy(0, self.mask_idx, (y @ self.basis).view(-1, 3))
+        return flat.view(self.size, self.size, 3).permute(2, 0, 1)[None]
+
+    def brightness(self, g: torch.Tensor, amplitude: float) -> torch.Tensor:
+        """The smooth brightness field of ``g``, on the canvas mask."""
+        return _field(g, amplitude, self.size) * self.mask_t
+
+    def roi(self, extra: torch.Tensor) -> torch.Tensor:
+        """The ROI's pixels (h, w, 3) with the planned change plus ``extra``."""
+        delta = F.grid_sample(self.d0 + extra, self.grid_t, mode="bilinear", padding_mode="zeros", align_corners=True)
+        return (self.base_t + self.alpha_t * delta[0].permute(1, 2, 0)).clamp(0, 255)
+
+
 def refine_texture(model, img: np.ndarray, fit, target68: np.ndarray, roi, base: np.ndarray, alpha: np.ndarray,
                    cmap, delta_canvas: np.ndarray, s: RefineSettings) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Optimise θ and g (see module doc). Returns (the extra canvas change of the detail layer, report)."""
@@ -83,15 +116,8 @@ def refine_texture(model, img: np.ndarray, fit, target68: np.ndarray, roi, base:
     net = _net()
     canvas = model.canvas
     size = canvas.size
-    mask_idx = torch.from_numpy(np.flatnonzero(canvas.mask.ravel())).long()
-    mask_t = torch.from_numpy(canvas.mask.astype(np.float32))
-    basis = torch.from_numpy(model.texture.basis.astype(np.float32))  # (P, n*3)
+    warp = CanvasWarp(model, cmap, base, alpha, delta_canvas)
     pattern = torch.from_numpy(model.texture.pattern.astype(np.float32))  # (P, m): PCA change per code unit
-    d0 = torch.from_numpy(delta_canvas.astype(np.float32)).permute(2, 0, 1)[None]
-    grid = np.stack([2 * cmap.map_x / (size - 1) - 1, 2 * cmap.map_y / (size - 1) - 1], axis=-1)
-    grid_t = torch.from_numpy(grid.astype(np.float32))[None]
-    base_t = torch.from_numpy(base)
-    alpha_t = torch.from_numpy(alpha.astype(np.float32))[..., None]
     l5 = np.round(np.asarray(fit.face.landmarks5, dtype=np.float64))
     views = [l5, np.round(moved_points5(l5, fit.l68, target68))]
     views = [v - (x0, y0) for v in views]
@@ -109,15 +135,10 @@ def refine_texture(model, img: np.ndarray, fit, target68: np.ndarray, roi, base:
     keep_t = torch.from_numpy(expression_keep_mask(canvas)) if s.keep_expression else torch.ones(size, size)
 
     def extra_canvas(theta_v: torch.Tensor) -> torch.Tensor:
-        vec = (theta_v @ pattern.T) @ basis
-        flat = torch.zeros(size * size, 3).index_copy(0, mask_idx, vec.view(-1, 3))
-        return flat.view(size, size, 3).permute(2, 0, 1)[None] * keep_t
+        return warp.pca_change(theta_v @ pattern.T) * keep_t
 
     def render(theta_v: torch.Tensor, g_v: torch.Tensor) -> torch.Tensor:
-        extra = extra_canvas(theta_v)
-        colour = _field(g_v, s.max_colour, size) * mask_t
-        delta = F.grid_sample(d0 + extra + colour, grid_t, mode="bilinear", padding_mode="zeros", align_corners=True)
-        return (base_t + alpha_t * delta[0].permute(1, 2, 0)).clamp(0, 255)
+        return warp.roi(extra_canvas(theta_v) + warp.brightness(g_v, s.max_colour))
 
     def distances(theta_v: torch.Tensor, g_v: torch.Tensor) -> torch.Tensor:
         chips = face_chips_torch(render(theta_v, g_v), views)
@@ -146,8 +167,7 @@ def refine_texture(model, img: np.ndarray, fit, target68: np.ndarray, roi, base:
             opt.step()
     theta_b, g_b, dmin = best
     with torch.no_grad():
-        colour = _field(g_b, s.max_colour, size) * mask_t
-    with torch.no_grad():
+        colour = warp.brightness(g_b, s.max_colour)
         extra = extra_canvas(theta_b)[0].permute(1, 2, 0).numpy()
     report = {"steps": steps, "min_view_distance": round(dmin, 4), "history": history,
               "seconds": round(time.perf_counter() - t0, 3)}
