@@ -67,10 +67,9 @@ def recovered_descriptor(image: np.ndarray, face, z_r: np.ndarray, theta: float)
     recognizer space (Eq. 6.16–6.20 inverted, :func:`facedeid.privacy.rotation.recover_nearest`),
     the rest of it kept."""
     from .identity.space import load_space
-    from .identity.torch_dlib import TorchDlibRecognizer
+    from .model.anchor import descriptor
 
-    e_y = TorchDlibRecognizer().embed(image, [face])[0].astype(np.float64)
-    return load_space().moved(e_y, lambda w: recover_nearest(w, z_r, theta))
+    return load_space().moved(descriptor(image, face.landmarks5), lambda w: recover_nearest(w, z_r, theta))
 
 
 def recover_image(image: np.ndarray, password: str, level: int, detector: str = DEFAULT_DETECTOR,
@@ -84,17 +83,16 @@ def recover_image(image: np.ndarray, password: str, level: int, detector: str = 
 
     model = load_model()
     theta = theta_for_level(level)
+    z_r = reference_direction(password, model.dim, ROTATION_PURPOSE)
+    z_r_space = reference_direction(password, load_space().k, SPACE_PURPOSE) if anchor else None
     out = image.copy()
     rows = []
     faces = [with_landmarks68(image, f) for f in detect(image, detector)]
     for face in faces:
         fit = model.encode(out, face)
-        z_new = fit.code.vector()
-        z_r = reference_direction(password, z_new.size, ROTATION_PURPOSE)
         try:
-            z = recover_nearest(z_new, z_r, theta)
-            z_r_space = reference_direction(password, load_space().k, SPACE_PURPOSE)
-            settings = MatchObjective(target=recovered_descriptor(out, face, z_r_space, theta)) if anchor else None
+            z = recover_nearest(fit.code.vector(), z_r, theta)
+            settings = MatchObjective(target=recovered_descriptor(out, face, z_r_space, theta)) if z_r_space is not None else None
         except ValueError:
             rows.append({"face": face.box.to_list(), "recovered": False})
             continue
