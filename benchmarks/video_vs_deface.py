@@ -7,7 +7,7 @@ anonymized (taken from facedeid's per-frame JSON report).
 
     .venv/bin/python benchmarks/video_vs_deface.py [--io-only] [clip names...]   (default: every clip of videos.csv)
 
-``--io-only`` skips deface and the missed-face count (their columns then repeat facedeid's / show –).
+``--io-only`` skips deface and the missed-face count (their columns then show –).
 """
 from __future__ import annotations
 
@@ -77,7 +77,7 @@ def main() -> None:
             t_ours = _timed([str(BIN / "facedeid"), "anonymize", str(src), "-o", str(ours), "--method", "blur", "-q"])
             o = probe(ours)
             if io_only:
-                t_def, d, bad, with_faces, missed = float("nan"), o, "–", "–", "–"
+                t_def, d, bad, with_faces, missed = float("nan"), None, "–", "–", "–"
             else:
                 t_def = _timed([str(BIN / "deface"), str(src), "-o", str(theirs), "--keep-audio"])
                 d = probe(theirs)
@@ -85,14 +85,23 @@ def main() -> None:
                 bad, with_faces, missed = _missed(src, report)
             n = info.frames
 
+            def size(v) -> str:
+                return f"{v.width}×{v.height}" if v else "–"
+
+            def frames(v) -> str:
+                return str(v.frames) if v else "–"
+
             def fps(v) -> str:
-                return f"{float(v.fps):.3f}" if v.fps else "?"
+                return "–" if v is None else f"{float(v.fps):.3f}" if v.fps else "?"
+
+            def duration(v) -> str:
+                return f"{v.duration_s:.2f}" if v else "–"
 
             def audio(v) -> str:
-                return "+".join(v.audio) or "none"
+                return "–" if v is None else "+".join(v.audio) or "none"
 
-            print(f"| {name} | {info.width}×{info.height} → {o.width}×{o.height} / {d.width}×{d.height} | {n} → {o.frames} / {d.frames} "
-                  f"| {fps(info)} → {fps(o)} / {fps(d)} | {info.duration_s:.2f} → {o.duration_s:.2f} / {d.duration_s:.2f} "
+            print(f"| {name} | {size(info)} → {size(o)} / {size(d)} | {n} → {o.frames} / {frames(d)} "
+                  f"| {fps(info)} → {fps(o)} / {fps(d)} | {duration(info)} → {duration(o)} / {duration(d)} "
                   f"| {audio(info)} → {audio(o)} / {audio(d)} | {info.rotation} → {o.rotation} "
                   f"| {t_ours:.1f} | {t_def:.1f} | {n / t_ours:.1f} | {n / t_def:.1f} | {t_def / t_ours:.2f} "
                   f"| {bad}/{with_faces} | {missed} |", flush=True)
