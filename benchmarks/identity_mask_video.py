@@ -6,7 +6,7 @@ For each clip (first ``--frames`` frames, cut once so every method sees the same
 * the same method applied per frame without motion propagation ("w/o MF"),
 * blur (the project's ``blur`` through the video pipeline),
 * recovery: right key (sealed edit payload), wrong key (rotation path), and the right key on the
-  rotation path without the payload (the limitation the module doc describes),
+  rotation path without the payload (key-only recovery from the pixels, Alg. 3),
 
 with the book's video metrics: identity distance, CSIM and match rate per recognizer (dlib, and
 MobileFaceNet, which the method never sees), POSE (mean absolute yaw/pitch/roll error, degrees),
