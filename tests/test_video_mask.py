@@ -28,16 +28,15 @@ def _frames(path, n=N):
 def runs(data, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("vm")
     src = data / "videos" / CLIP
-    masked, right, wrong, keyonly = tmp / "masked.mp4", tmp / "right.mp4", tmp / "wrong.mp4", tmp / "keyonly.mp4"
+    masked, right, wrong = tmp / "masked.mp4", tmp / "right.mp4", tmp / "wrong.mp4"
     rep = mask_video(src, masked, KEY, max_frames=N)
     rr = recover_video(masked, right, KEY)
     rw = recover_video(masked, wrong, "a wrong key")
-    rk = recover_video(masked, keyonly, KEY, use_payload=False)
-    frames = {k: _frames(p) for k, p in dict(orig=src, masked=masked, right=right, wrong=wrong, keyonly=keyonly).items()}
+    frames = {k: _frames(p) for k, p in dict(orig=src, masked=masked, right=right, wrong=wrong).items()}
     faces = [max(detect(f, "centerface"), key=lambda f: f.box.area) for f in frames["orig"]]
     rec = DlibRecognizer()
     emb = {k: [rec.embed(f, [face])[0] for f, face in zip(v, faces)] for k, v in frames.items()}
-    return dict(src=src, masked=masked, right=right, wrong=wrong, rep=rep, rr=rr, rw=rw, rk=rk, emb=emb, tmp=tmp)
+    return dict(src=src, masked=masked, right=right, wrong=wrong, rep=rep, rr=rr, rw=rw, emb=emb, tmp=tmp)
 
 
 def _d(runs, a, b, i):
@@ -53,7 +52,6 @@ def test_output_keeps_size_fps_frames_audio(runs):
     assert rep["frames"] == N and rep["frames_with_faces"] == N and not rep["failures"]
     assert len(rep["tracks"]) == 1 and rep["tracks"][0]["key_frame"] == 0
     assert rep["tracks"][0]["angle_deg"] == pytest.approx(60.0, abs=0.01)
-    assert rep["tracks"][0]["anchored"] and rep["tracks"][0]["anchor"]["frames"] == 4  # key frame + look-ahead 8, 16, 24
     # one plan (the first frame), every later frame only carried by motion
     assert sum(bool(r.get("planned")) for fr in rep["per_frame"] for r in fr["faces"]) == 1
     assert KEY not in str(rep)
@@ -70,31 +68,20 @@ def test_right_key_recovers_through_the_payload(runs):
     assert d[0] < TAU and max(d) < TAU, d
 
 
-def test_right_key_recovers_from_the_pixels_alone(runs):
-    """Key-only recovery (Alg. 3, no sidecar): the masked key frame's descriptor rotated back with the
-    key in the recognizer space, the recovery render anchored to it and carried by motion."""
-    assert runs["rk"]["how"] == "rotation" and runs["rk"]["payload"]["note"] == "payload not used"
-    assert runs["rk"]["tracks"][0]["anchor"]["frames"] == 2  # the key frame and the look-ahead frame 8
-    back = np.array([_d(runs, "orig", "keyonly", i) for i in range(N)])
-    masked = np.array([_d(runs, "orig", "masked", i) for i in range(N)])
-    assert back[0] < TAU and back.mean() < TAU and np.mean(back < TAU) >= 0.7, back
-    assert back.mean() < masked.mean() - 0.1, (back, masked)
-
-
 def test_wrong_key_gives_another_identity(runs):
     assert runs["rw"]["how"] == "rotation"  # the payload does not open: the rotation path, no error
-    to_masked = np.array([_d(runs, "masked", "wrong", i) for i in range(N)])
-    to_orig = np.array([_d(runs, "orig", "wrong", i) for i in range(N)])
-    assert to_masked.mean() > 0.3, to_masked  # a face other than the masked one
+    to_masked = [_d(runs, "masked", "wrong", i) for i in range(N)]
+    to_orig = [_d(runs, "orig", "wrong", i) for i in range(N)]
+    assert to_masked[0] > TAU and np.mean(np.array(to_masked) > TAU) >= 0.7, to_masked
     right = np.mean([_d(runs, "orig", "right", i) for i in range(N)])
-    assert min(to_orig) > 0.4 and to_orig.mean() > right + 0.3, to_orig  # no payload-grade recovery with a wrong key
+    assert min(to_orig) > 0.45 and np.mean(to_orig) > right + 0.3, to_orig  # no recovery with a wrong key
 
 
-@pytest.mark.xfail(reason="known limitation: a wrong key's rotation back is a rotation of the original's whitened descriptor "
-                          "by ≈ 75° with the rest of the descriptor kept, so it lands at dlib distance 0.5-0.65 from the "
-                          "original, near τ (benchmarks/identity_mask_video.py)", strict=False)
+@pytest.mark.xfail(reason="known limitation: inverting the rotation with ANY key partly undoes the mask's refinement, so a "
+                          "wrong key lands at dlib distance 0.5-0.7 from the original (benchmarks/identity_mask_video.py)",
+                   strict=False)
 def test_wrong_key_is_past_the_threshold_from_the_original(runs):
-    assert np.mean([_d(runs, "orig", "wrong", i) for i in range(N)]) > TAU
+    assert _d(runs, "orig", "wrong", 0) > TAU
 
 
 def test_propagation_is_deterministic_given_the_key(runs):
@@ -164,3 +151,23 @@ def test_cli_anonymize_and_recover_a_video(runs):
     a, b = _frames(src, 1)[0], _frames(back, 1)[0]
     face = max(detect(a, "centerface"), key=lambda f: f.box.area)
     assert float(np.linalg.norm(rec.embed(a, [face]) - rec.embed(b, [face]))) < TAU
+
+
+def test_anchored_mask_recovers_from_the_pixels_and_the_key_alone(runs):
+    """Opt-in ``anchor=True`` (KeyAnchor): the key frame's render is anchored to the recognizer on the
+    key frame and the look-ahead frames, so the right key recovers without the sidecar (measured on
+    this clip; benchmarks/identity_mask_video.py shows a clip where it does not)."""
+    tmp = runs["tmp"]
+    masked, back = tmp / "anchored.mp4", tmp / "anchored_back.mp4"
+    rep = mask_video(runs["src"], masked, KEY, max_frames=N, payload="none", anchor=True)
+    assert rep["tracks"][0]["anchored"] and rep["tracks"][0]["anchor"]["frames"] == 4  # key frame + frames 8, 16, 24
+    rk = recover_video(masked, back, KEY, anchor=True)
+    assert rk["how"] == "rotation" and rk["tracks"][0]["anchor"]["frames"] == 2  # the masked clip has 10 frames
+    rec = DlibRecognizer()
+    orig, m, b = _frames(runs["src"]), _frames(masked), _frames(back)
+    faces = [max(detect(f, "centerface"), key=lambda f: f.box.area) for f in orig]
+    d = lambda a, i: float(np.linalg.norm(rec.embed(orig[i], [faces[i]]) - rec.embed(a[i], [faces[i]])))
+    dm = np.array([d(m, i) for i in range(N)])
+    db = np.array([d(b, i) for i in range(N)])
+    assert dm.mean() > TAU and np.mean(dm > TAU) >= 0.7, dm
+    assert db[0] < TAU and db.mean() < TAU and db.mean() < dm.mean() - 0.1, db

@@ -93,7 +93,7 @@ def _cmd_recover(args: argparse.Namespace) -> int:
         from .video_mask import recover_video
 
         rep = recover_video(args.input, args.output, args.key or args.password, theta_deg=args.theta, detector=args.detector,
-                            reveal=args.reveal, anchor=not args.no_anchor, anchor_theta=args.anchor_theta,
+                            reveal=args.reveal, anchor=args.anchor, anchor_theta=args.anchor_theta,
                             use_payload=not args.no_payload)
         how = f" ({rep.get('how')})" if args.reveal else ""
         print(f"{args.output}: {rep.get('frames', '?')} frame(s) recovered{how}")
@@ -246,7 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     rc.add_argument("--key", default="", help="the user key of identity-mask videos (Ukey)")
     rc.add_argument("--level", type=int, default=5, help="privacy level d used when anonymizing (identity-password)")
     rc.add_argument("--no-anchor", action="store_true",
-                    help="made with identity-password:anchor=false / identity-mask:anchor=false (rotation of the model code only)")
+                    help="the photo was made with identity-password:anchor=false (rotation of the model code only)")
+    rc.add_argument("--anchor", action="store_true", help="the video was made with identity-mask:anchor=true (recognizer-anchored key frame)")
     rc.add_argument("--theta", type=float, default=60.0, help="rotation angle in degrees used by identity-mask")
     rc.add_argument("--anchor-theta", type=float, default=120.0, help="recognizer-space rotation angle used by identity-mask")
     rc.add_argument("--no-payload", action="store_true",

@@ -10,7 +10,8 @@
 2. *Key.* The user key Ukey (a number or a string) gives the reference identity direction
    z_r = f(Ukey) by scrypt with a fixed public salt (Eq. 8.4; purpose ``"identity-mask"``).
 3. *Rotation.* z_new = ‖z_id‖(z̄ cos θ + ẑ₉₀ sin θ), θ = 60° by default (Eq. 8.5–8.6). By default
-   (``anchor=True``) the render is *anchored* to the recognizer (:class:`KeyAnchor`, the
+   the key frame is planned in the aligned crop with the recognizer-guided refinement
+   (:mod:`facedeid.model.refine`). Opt-in (``anchor=True``) the render is *anchored* to the recognizer (:class:`KeyAnchor`, the
    construction of ``identity-password``, :mod:`facedeid.model.anchor`): the key also gives a
    direction z_r' in the 12 whitened coordinates of the recognizer space
    (:mod:`facedeid.identity.space`), and the key frame's render — planned on the frame itself — is
@@ -18,8 +19,7 @@
    (120°) about z_r', is the original's while the output is at least 0.75 from it. The same
    optimisation also runs on the frames ``LOOK_AHEAD`` (8, 16, 24) after the key frame (a second
    decoder and tracker, :func:`look_ahead`), with the same canvas change, so that the anchoring holds
-   where motion carries the edit. ``anchor=False`` plans in the aligned crop with the
-   recognizer-guided refinement (:mod:`facedeid.model.refine`) instead. Either way the result is a
+   where motion carries the edit. Either way the result is a
    pose-free :class:`~facedeid.model.core.FaceEdit` (frontal-frame landmark displacement and
    canvas-frame texture change).
 4. *Motion propagation* (Ch. 8.4.3, relative motion transfer). Every later frame is NOT processed
@@ -45,13 +45,15 @@
    :func:`facedeid.privacy.rotation.recover_nearest`) and — anchored — its recognizer descriptor is
    rotated back in the recognizer space (:meth:`KeyAnchor.target`); the recovery render is optimised
    to that descriptor on the key frame and its look-ahead frames (each with its own target), and
-   carried by motion like the mask. Measured (benchmarks/identity_mask_video.py): the right key
-   brings the face back under dlib's τ (0.45–0.55 on lp_driving_d19, from 0.69–0.75 masked) — a
-   recovery of the identity, not of the pixels. A wrong key gives the book's "video of yet another
-   identity" (Eq. 8.2–8.3) only partly: its rotation back is, in whitened coordinates, a rotation of
-   the original by about 75° with the rest of the descriptor kept, so it lands 0.5–0.65 from the
-   original, near τ. Without ``anchor`` (the crop-refined mask) the rotation path is no recovery:
-   right and wrong keys land alike (0.45–0.7).
+   carried by motion like the mask. Measured: on lp_driving_d19 (30 frames) the right key alone
+   brings the face back under dlib's τ (0.45–0.55, from 0.69–0.75 masked); on retalking_face_3 it
+   does not (0.65–0.71, the mask's optimisation stalls at a recovery error of 0.55–0.6) and the
+   anchored texture costs pose (3–6° vs 1.4°) and landmark accuracy (AKD 9–19 px vs 4.6), so it is
+   not the default. A wrong key gives the book's "video of yet another identity" (Eq. 8.2–8.3) only
+   partly: its rotation back is, in whitened coordinates, a rotation of the original by about 75°
+   with the rest of the descriptor kept, so it lands 0.5–0.73 from the original. Without ``anchor``
+   (the default, crop-refined mask) the rotation path is no recovery: right and wrong keys land
+   alike (0.45–0.7), so right-key recovery relies on the payload, which the mask run writes by default.
 
 A wrong key is not reported as such unless ``reveal`` is set (the same "security via ambiguity" as
 :mod:`facedeid.recovery`); ``strict=True`` raises :class:`~facedeid.errors.BadKey` instead.
@@ -95,10 +97,6 @@ ANCHOR_PURPOSE = "identity-mask-recognizer"
 DEFAULT_ANCHOR_THETA = 120.0
 #: Frames after a key frame the anchored render is also optimised on (:func:`look_ahead`).
 LOOK_AHEAD = (8, 16, 24)
-#: The anchored optimisation of a key frame: longer and faster than a photo's (80 steps at 0.3), since
-#: it runs once per track and the 120° rotation is a larger move (on retalking_face_3's key frame
-#: the recovery error of the mask fell from 0.63 to 0.44–0.47 with these).
-ANCHOR_STEPS = {"steps": 100, "round_steps": 30, "lr": 0.5}
 ALIGN_SIZE = 256
 PAYLOAD_MODES = ("auto", "edit", "exact", "none")
 SIDECAR_MAGIC = b"FDVM"
@@ -181,9 +179,8 @@ class KeyAnchor:
         from .model.anchor import MatchObjective, RotationObjective
 
         if inverse:
-            return MatchObjective(target=self.target(image, face), frames=frames, **ANCHOR_STEPS)
-        return RotationObjective(space=load_space(), z_r=self.z_r, theta=self.theta, distance=self.distance, frames=frames,
-                                 **ANCHOR_STEPS)
+            return MatchObjective(target=self.target(image, face), frames=frames)
+        return RotationObjective(space=load_space(), z_r=self.z_r, theta=self.theta, distance=self.distance, frames=frames)
 
     def target(self, image: np.ndarray, face: Face) -> np.ndarray:
         """The descriptor the key says a masked face had (:func:`facedeid.recovery.recovered_descriptor`)."""
@@ -726,7 +723,7 @@ def _paths(src: str | Path, dst: str | Path) -> tuple[Path, Path]:
 def mask_video(src: str | Path, dst: str | Path, key: Any, theta_deg: float = DEFAULT_THETA, propagate: bool = True,
                refine: bool = True, *, detector: str = DEFAULT_DETECTOR, detect_every: int = 1,
                max_frames: int | None = None, payload: str = "auto", quality: int = 18,
-               report_path: str | Path | None = None, refine_settings=None, anchor: bool = True,
+               report_path: str | Path | None = None, refine_settings=None, anchor: bool = False,
                anchor_theta: float = DEFAULT_ANCHOR_THETA, anchor_distance: float = 0.75,
                look_ahead_frames: tuple[int, ...] = LOOK_AHEAD) -> dict[str, Any]:
     """IdentityMask (Alg. 2): de-identify every face of ``src`` into ``dst`` under the key ``key``.
@@ -782,7 +779,7 @@ def recover_video(src: str | Path, dst: str | Path, key: Any, theta_deg: float =
                   detector: str = DEFAULT_DETECTOR, detect_every: int = 1, max_frames: int | None = None,
                   payload_path: str | Path | None = None, use_payload: bool = True, strict: bool = False,
                   reveal: bool = True, quality: int = 18, report_path: str | Path | None = None,
-                  refine_settings=None, anchor: bool = True, anchor_theta: float = DEFAULT_ANCHOR_THETA,
+                  refine_settings=None, anchor: bool = False, anchor_theta: float = DEFAULT_ANCHOR_THETA,
                   look_ahead_frames: tuple[int, ...] = LOOK_AHEAD) -> dict[str, Any]:
     """IdentityMask recovery (Alg. 3) of a masked video ``src`` into ``dst`` with the key ``key``.
 

@@ -4,10 +4,11 @@ For a single image it does what :func:`facedeid.video_mask.mask_video` does to a
 frame: each face is aligned to the standard 5-point pattern (Umeyama, Eq. 8.13–8.14) and encoded
 into the parametric model's identity code z_id. The key gives z_r = f(Ukey) (Eq. 8.4). z_id is
 rotated by θ towards z_r (Eq. 8.5–8.6, θ = 60°), then rendered with the face's own pose,
-expression and background (Eq. 8.19–8.20); the render is anchored to the dlib recognizer
-(``anchor=true``, :class:`facedeid.video_mask.KeyAnchor`: the key also rotates the face's recognizer
-descriptor, by ``anchor_theta``, in the recognizer space, so that the key alone can undo it) or,
-with ``anchor=false``, refined away from the original. Videos go through
+expression and background (Eq. 8.19–8.20), refined away from the original against the dlib
+recognizer; or, opt-in (``anchor=true``, :class:`facedeid.video_mask.KeyAnchor`), anchored to the
+recognizer: the key also rotates the face's recognizer descriptor, by ``anchor_theta``, in the
+recognizer space, so that the key alone can partly undo it (see :mod:`facedeid.video_mask` for
+where that works and where it does not). Videos go through
 :func:`facedeid.video_mask.mask_video`, which processes each face once and carries the edit to
 the later frames by motion. Use ``facedeid recover`` to recover a video.
 """
@@ -38,7 +39,7 @@ class IdentityMask(Method):
         key: str = ""
         theta: float = 60.0
         payload: str = "edit"
-        anchor: bool = True
+        anchor: bool = False
         anchor_theta: float = 120.0
 
         def validate(self) -> None:
