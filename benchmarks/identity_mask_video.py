@@ -6,7 +6,7 @@ For each clip (first ``--frames`` frames, cut once so every method sees the same
 * the same method applied per frame without motion propagation ("w/o MF"),
 * blur (the project's ``blur`` through the video pipeline),
 * recovery: right key (sealed edit payload), wrong key (rotation path), and the right key on the
-  rotation path without the payload (key-only recovery from the pixels, Alg. 3),
+  rotation path without the payload (the limitation the module doc describes),
 
 with the book's video metrics: identity distance, CSIM and match rate per recognizer (dlib, and
 MobileFaceNet, which the method never sees), POSE (mean absolute yaw/pitch/roll error, degrees),
@@ -42,7 +42,6 @@ from facedeid.video_pipeline import anonymize_video
 
 CLIPS = ["retalking_face_3.mp4", "lp_driving_d3.mp4", "faceswapss_test_video_03-2_faces.mp4"]
 KEY, WRONG = "bench-key-2024", "not-the-key"
-ANCHOR = False  # --anchor: identity-mask:anchor=true (recognizer-anchored key frame, key-only recovery)
 OUT = Path("out/bench/identity_mask")
 
 
@@ -168,22 +167,22 @@ def run_clip(name: str, n: int, recs, tmp: Path, exact: bool) -> dict:
         return rep
 
     outs["identity-mask (MF)"] = tmp / f"mf_{name}"
-    rep_mf = timed("identity-mask (MF)", lambda: mask_video(src, outs["identity-mask (MF)"], KEY, anchor=ANCHOR))
+    rep_mf = timed("identity-mask (MF)", lambda: mask_video(src, outs["identity-mask (MF)"], KEY))
     outs["w/o MF (per frame)"] = tmp / f"pf_{name}"
-    rep_pf = timed("w/o MF (per frame)", lambda: mask_video(src, outs["w/o MF (per frame)"], KEY, propagate=False, anchor=ANCHOR))
+    rep_pf = timed("w/o MF (per frame)", lambda: mask_video(src, outs["w/o MF (per frame)"], KEY, propagate=False))
     outs["blur"] = tmp / f"blur_{name}"
     timed("blur", lambda: anonymize_video(src, outs["blur"], get_method("blur")))
     outs["recovery, right key (edit payload)"] = tmp / f"rec_{name}"
     timed("recovery, right key (edit payload)", lambda: recover_video(outs["identity-mask (MF)"], outs["recovery, right key (edit payload)"], KEY))
     outs["recovery, wrong key (rotation path)"] = tmp / f"wrong_{name}"
-    timed("recovery, wrong key (rotation path)", lambda: recover_video(outs["identity-mask (MF)"], outs["recovery, wrong key (rotation path)"], WRONG, anchor=ANCHOR))
+    timed("recovery, wrong key (rotation path)", lambda: recover_video(outs["identity-mask (MF)"], outs["recovery, wrong key (rotation path)"], WRONG))
     outs["right key, rotation path (no payload)"] = tmp / f"rot_{name}"
     timed("right key, rotation path (no payload)",
-          lambda: recover_video(outs["identity-mask (MF)"], outs["right key, rotation path (no payload)"], KEY, use_payload=False, anchor=ANCHOR))
+          lambda: recover_video(outs["identity-mask (MF)"], outs["right key, rotation path (no payload)"], KEY, use_payload=False))
     res["payload_bytes"] = {"edit": rep_mf["payload"].get("bytes")}
     if exact:
         ex = tmp / f"ex_{name}"
-        rep_ex = timed("identity-mask, exact payload", lambda: mask_video(src, ex, KEY, payload="exact", anchor=ANCHOR))
+        rep_ex = timed("identity-mask, exact payload", lambda: mask_video(src, ex, KEY, payload="exact"))
         res["payload_bytes"]["exact"] = rep_ex["payload"].get("bytes")
         outs["recovery, right key (exact payload)"] = tmp / f"exrec_{name}"
         timed("recovery, right key (exact payload)", lambda: recover_video(ex, outs["recovery, right key (exact payload)"], KEY))
@@ -283,14 +282,12 @@ def _plot(results: list[dict]) -> None:
 
 
 def main() -> None:
-    global OUT, ANCHOR
+    global OUT
     ap = argparse.ArgumentParser()
     ap.add_argument("--frames", type=int, default=60)
     ap.add_argument("--clips", nargs="*", default=CLIPS)
     ap.add_argument("--out", default=str(OUT))
-    ap.add_argument("--anchor", action="store_true", help="identity-mask:anchor=true for the mask and every recovery")
     args = ap.parse_args()
-    ANCHOR = args.anchor
     OUT = Path(args.out)
     OUT.mkdir(parents=True, exist_ok=True)
     tmp = OUT / "videos"

@@ -93,8 +93,7 @@ def _cmd_recover(args: argparse.Namespace) -> int:
         from .video_mask import recover_video
 
         rep = recover_video(args.input, args.output, args.key or args.password, theta_deg=args.theta, detector=args.detector,
-                            reveal=args.reveal, anchor=args.anchor, anchor_theta=args.anchor_theta,
-                            use_payload=not args.no_payload)
+                            reveal=args.reveal)
         how = f" ({rep.get('how')})" if args.reveal else ""
         print(f"{args.output}: {rep.get('frames', '?')} frame(s) recovered{how}")
         return EXIT_OK
@@ -247,11 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     rc.add_argument("--level", type=int, default=5, help="privacy level d used when anonymizing (identity-password)")
     rc.add_argument("--no-anchor", action="store_true",
                     help="the photo was made with identity-password:anchor=false (rotation of the model code only)")
-    rc.add_argument("--anchor", action="store_true", help="the video was made with identity-mask:anchor=true (recognizer-anchored key frame)")
     rc.add_argument("--theta", type=float, default=60.0, help="rotation angle in degrees used by identity-mask")
-    rc.add_argument("--anchor-theta", type=float, default=120.0, help="recognizer-space rotation angle used by identity-mask")
-    rc.add_argument("--no-payload", action="store_true",
-                    help="video: ignore the sealed edit sidecar and recover from the pixels and the key alone")
     rc.add_argument("--detector", default=DEFAULT_DETECTOR, help=det_help)
     rc.add_argument("--reveal", action="store_true", help="say whether exact (payload) or rotation recovery was used")
     rc.set_defaults(fn=_cmd_recover)

@@ -9,18 +9,9 @@
    the identity code z_id.
 2. *Key.* The user key Ukey (a number or a string) gives the reference identity direction
    z_r = f(Ukey) by scrypt with a fixed public salt (Eq. 8.4; purpose ``"identity-mask"``).
-3. *Rotation.* z_new = ‖z_id‖(z̄ cos θ + ẑ₉₀ sin θ), θ = 60° by default (Eq. 8.5–8.6). By default
-   the key frame is planned in the aligned crop with the recognizer-guided refinement
-   (:mod:`facedeid.model.refine`). Opt-in (``anchor=True``) the render is *anchored* to the recognizer (:class:`KeyAnchor`, the
-   construction of ``identity-password``, :mod:`facedeid.model.anchor`): the key also gives a
-   direction z_r' in the 12 whitened coordinates of the recognizer space
-   (:mod:`facedeid.identity.space`), and the key frame's render — planned on the frame itself — is
-   optimised so that the descriptor a recoverer will measure, rotated back by ``anchor_theta``
-   (120°) about z_r', is the original's while the output is at least 0.75 from it. The same
-   optimisation also runs on the frames ``LOOK_AHEAD`` (8, 16, 24) after the key frame (a second
-   decoder and tracker, :func:`look_ahead`), with the same canvas change, so that the anchoring holds
-   where motion carries the edit. Either way the result is a
-   pose-free :class:`~facedeid.model.core.FaceEdit` (frontal-frame landmark displacement and
+3. *Rotation.* z_new = ‖z_id‖(z̄ cos θ + ẑ₉₀ sin θ), θ = 60° by default (Eq. 8.5–8.6), rendered in
+   the aligned crop with the recognizer-guided refinement (:mod:`facedeid.model.refine`): the result
+   is a pose-free :class:`~facedeid.model.core.FaceEdit` (frontal-frame landmark displacement and
    canvas-frame texture change).
 4. *Motion propagation* (Ch. 8.4.3, relative motion transfer). Every later frame is NOT processed
    from scratch: the SAME edit is applied to that frame's own 68 landmarks and head pose (detected,
@@ -40,20 +31,17 @@
    meshes); what remains is the resampling blur of two warps and the codec's loss.
    ``payload="exact"`` also stores the original pixels of every changed region, losslessly
    (sealed in chunks, so memory stays flat): exact up to the output codec.
-2. *Rotation* (no payload, ``use_payload=False``, or the payload does not open): the key alone.
-   Each track's masked key frame is measured: its model code is rotated back (closed form,
-   :func:`facedeid.privacy.rotation.recover_nearest`) and — anchored — its recognizer descriptor is
-   rotated back in the recognizer space (:meth:`KeyAnchor.target`); the recovery render is optimised
-   to that descriptor on the key frame and its look-ahead frames (each with its own target), and
-   carried by motion like the mask. Measured: on lp_driving_d19 (30 frames) the right key alone
-   brings the face back under dlib's τ (0.45–0.55, from 0.69–0.75 masked); on retalking_face_3 it
-   does not (0.65–0.71, the mask's optimisation stalls at a recovery error of 0.55–0.6) and the
-   anchored texture costs pose (3–6° vs 1.4°) and landmark accuracy (AKD 9–19 px vs 4.6), so it is
-   not the default. A wrong key gives the book's "video of yet another identity" (Eq. 8.2–8.3) only
-   partly: its rotation back is, in whitened coordinates, a rotation of the original by about 75°
-   with the rest of the descriptor kept, so it lands 0.5–0.73 from the original. Without ``anchor``
-   (the default, crop-refined mask) the rotation path is no recovery: right and wrong keys land
-   alike (0.45–0.7), so right-key recovery relies on the payload, which the mask run writes by default.
+2. *Rotation* (no payload, or the payload does not open). Each track's masked key frame is encoded
+   again, the rotation is inverted with z_r and θ (closed form, :func:`facedeid.privacy.rotation.recover`),
+   rendered with the same propagation and refined away from the masked face (``RECOVER_REFINE``:
+   16 steps, target 0.8). With a WRONG key this is the book's "natural video of yet another
+   identity" (Eq. 8.2–8.3). Measured limitation of this model: with the RIGHT key this path is
+   not a recovery. The mask's refinement moves the texture code about 15 units (‖z_id‖ is 5–9)
+   along directions the recognizer is sensitive to, so encode(masked) is far from z_new, and
+   the plausibility check of the render shrinks the code. So a rotation back with ANY key partly
+   undoes the refinement: right and wrong keys land at similar recognizer distances from the
+   original (0.45–0.7 dlib). Right-key recovery therefore relies on the payload, which the mask
+   run writes by default.
 
 A wrong key is not reported as such unless ``reveal`` is set (the same "security via ambiguity" as
 :mod:`facedeid.recovery`); ``strict=True`` raises :class:`~facedeid.errors.BadKey` instead.
@@ -87,16 +75,11 @@ from .faces.track import match_boxes
 from .faces.types import Box, Face
 from .media import payload as payload_mod
 from .media.images import write_atomic
-from .media.video import TranscodeReport, probe, read_frames, transcode
+from .media.video import TranscodeReport, probe, transcode
 from .privacy.keys import reference_direction, secret_bytes
 
 DEFAULT_THETA = 60.0
 KEY_PURPOSE = "identity-mask"
-#: The key's direction in the recognizer space (:class:`KeyAnchor`) and its rotation angle there.
-ANCHOR_PURPOSE = "identity-mask-recognizer"
-DEFAULT_ANCHOR_THETA = 120.0
-#: Frames after a key frame the anchored render is also optimised on (:func:`look_ahead`).
-LOOK_AHEAD = (8, 16, 24)
 ALIGN_SIZE = 256
 PAYLOAD_MODES = ("auto", "edit", "exact", "none")
 SIDECAR_MAGIC = b"FDVM"
@@ -120,8 +103,8 @@ def theta_radians(theta_deg: float) -> float:
 
 
 @functools.lru_cache(maxsize=8)
-def _reference(raw_key: bytes, dim: int, purpose: str = KEY_PURPOSE) -> np.ndarray:
-    return reference_direction(raw_key, dim, purpose=purpose)
+def _reference(raw_key: bytes, dim: int) -> np.ndarray:
+    return reference_direction(raw_key, dim, purpose=KEY_PURPOSE)
 
 
 def reference_for(key: Any, dim: int) -> np.ndarray:
@@ -149,125 +132,14 @@ def aligned_face(image: np.ndarray, face: Face, size: int = ALIGN_SIZE) -> tuple
     return crop, cface, m
 
 
-@dataclass(frozen=True, eq=False)
-class KeyAnchor:
-    """The recognizer anchoring of a key frame (the key-only recovery of Alg. 3).
-
-    The key also gives a direction z_r' = f(Ukey) in the k whitened coordinates of the recognizer
-    space (:mod:`facedeid.identity.space`, purpose :data:`ANCHOR_PURPOSE`). Masking renders the key
-    frame so that the descriptor a recoverer will measure on it, rotated back by ``theta`` about z_r',
-    is the original's, while the descriptor itself is at least ``distance`` from it
-    (:class:`facedeid.model.anchor.RotationObjective`); recovery measures the masked key frame,
-    rotates back (:func:`facedeid.recovery.recovered_descriptor`) and renders to that descriptor
-    (:class:`facedeid.model.anchor.MatchObjective`). The same construction as ``identity-password``;
-    ``theta`` is larger than the model-code θ because a 60° rotation in these 12 coordinates moves
-    a descriptor only ≈ 0.39 (median on LFW), short of the recognizer's τ = 0.6."""
-
-    z_r: np.ndarray
-    theta: float
-    distance: float = 0.75
-
-    @classmethod
-    def for_key(cls, key: Any, theta_deg: float = DEFAULT_ANCHOR_THETA, distance: float = 0.75) -> "KeyAnchor":
-        from .identity.space import load_space
-
-        return cls(_reference(secret_bytes(key), load_space().k, ANCHOR_PURPOSE).copy(), theta_radians(theta_deg), float(distance))
-
-    def settings(self, image: np.ndarray, face: Face, inverse: bool, frames: tuple = ()):
-        """The anchored-render settings of a key frame (``frames``: its :class:`ExtraFrame` look-ahead)."""
-        from .identity.space import load_space
-        from .model.anchor import MatchObjective, RotationObjective
-
-        if inverse:
-            return MatchObjective(target=self.target(image, face), frames=frames)
-        return RotationObjective(space=load_space(), z_r=self.z_r, theta=self.theta, distance=self.distance, frames=frames)
-
-    def target(self, image: np.ndarray, face: Face) -> np.ndarray:
-        """The descriptor the key says a masked face had (:func:`facedeid.recovery.recovered_descriptor`)."""
-        from .recovery import recovered_descriptor
-
-        return recovered_descriptor(image, face, self.z_r, self.theta)
-
-
-def look_ahead(src: Path, start: int, box: Box, offsets: tuple[int, ...], detector: str = DEFAULT_DETECTOR
-               ) -> list[tuple[np.ndarray, Face]]:
-    """The face of a new track (at ``box`` in frame ``start``) in frames ``start + offsets``: a second
-    decoder and tracker over that window, so the key frame's plan can see where the edit will be
-    carried. Stops where the face is lost. Independent of any frame limit of the run, so that a plan
-    does not depend on how much of the video is written."""
-    want = sorted({start + int(o) for o in offsets if o > 0})
-    if not want:
-        return []
-    stream, tid, out = FaceStream(detector), None, []
-    for i, _, rgb in read_frames(src):
-        if i < start:
-            continue
-        if i > want[-1]:
-            break
-        tracks = [t for t, _ in stream.update(i - start, rgb)]
-        if tid is None:
-            best = max(tracks, key=lambda t: t.box.iou(box), default=None)
-            if best is None or best.box.iou(box) < 0.5:
-                return []
-            tid = best.id
-        t = next((t for t in tracks if t.id == tid), None)
-        if t is None:
-            break
-        if i in want:
-            out.append((rgb, t.face()))
-    return out
-
-
-def _extra_frames(model, d_frontal: np.ndarray, frames: list[tuple[np.ndarray, Face]], anchor: KeyAnchor, inverse: bool):
-    """:class:`facedeid.model.anchor.ExtraFrame` for each look-ahead frame: its geometry after the edit's
-    landmark displacement (as :meth:`FaceModel.apply_edit` will place it) and, for recovery, its target."""
-    from .model.anchor import ExtraFrame
-
-    out = []
-    for rgb, face in frames:
-        l68 = _f32(face.landmarks68)
-        target68, _, roi, base, alpha, cmap = model._geometry(rgb, motion_fit(l68, rgb.shape), d_frontal)
-        out.append(ExtraFrame(rgb, face, roi, base, alpha, cmap, target68, l68, anchor.target(rgb, face) if inverse else None))
-    return tuple(out)
-
-
-def _plan_anchored(model, image: np.ndarray, face: Face, z_r: np.ndarray, theta: float, anchor: KeyAnchor,
-                   inverse: bool, ahead: list[tuple[np.ndarray, Face]]):
-    """The key-frame edit planned on the frame itself (the recoverer measures the frame, not a crop):
-    the model code rotated by θ (or rotated back, :func:`facedeid.privacy.rotation.recover_nearest`)
-    and the render anchored to the recognizer by ``anchor``, on the key frame and the look-ahead
-    frames ``ahead``."""
-    from .model.core import IdentityCode
-    from .privacy.rotation import recover_nearest, rotate
-
-    face = Face(face.box, face.score, np.asarray(face.landmarks5, float), _f32(face.landmarks68), face.detector)
-    fit = model.encode(image, face)
-    z = fit.code.vector()
-    code = IdentityCode.from_vector(recover_nearest(z, z_r, theta) if inverse else rotate(z, z_r, theta), model.n_shape)
-    d_frontal = model.frontal_offsets(fit, model.plausible(code)[0])  # what plan_edit will displace
-    frames = _extra_frames(model, d_frontal, ahead, anchor, inverse)
-    edit = model.plan_edit(image, fit, code, anchor.settings(image, face, inverse, frames))
-    return z, code.vector(), edit
-
-
 def plan_identity_edit(model, image: np.ndarray, face: Face, z_r: np.ndarray, theta: float, refine=None,
-                       inverse: bool = False, anchor: KeyAnchor | None = None, ahead: list | None = None):
+                       inverse: bool = False):
     """The key-frame edit: align, encode, rotate z_id by θ towards z_r (or invert that rotation when
-    ``inverse``), plan the render in the aligned crop. With ``anchor`` the plan is made on the frame
-    and anchored to the recognizer instead of refined (:class:`KeyAnchor`). Returns (FaceEdit, info)."""
+    ``inverse``), plan the render in the aligned crop. Returns (FaceEdit, info)."""
     from .model.core import IdentityCode
     from .privacy.rotation import recover, rotate
 
     t0 = time.perf_counter()
-    if anchor is not None:
-        z, new, edit = _plan_anchored(model, image, face, z_r, theta, anchor, inverse, ahead or [])
-        rep = edit.report
-        info = {"strength": rep.get("strength"), "code_inside_model": rep.get("code_inside_model"), "anchored": True,
-                "angle_deg": round(math.degrees(math.acos(np.clip(z @ new / (np.linalg.norm(z) * np.linalg.norm(new)), -1, 1))), 2)}
-        if "refine" in rep:
-            info["anchor"] = {k: rep["refine"][k] for k in ("steps", "frames", "objective_last", "seconds")}
-        info["seconds"] = round(time.perf_counter() - t0, 3)
-        return edit, info
     crop, cface, _ = aligned_face(image, face)
     fit = model.encode(crop, cface)
     z = fit.code.vector()
@@ -613,9 +485,6 @@ class _Run:
     refine: Any
     stream: FaceStream
     writer: _PayloadWriter | None = None
-    anchor: KeyAnchor | None = None
-    source: Path | None = None
-    ahead: tuple[int, ...] = ()
     per_frame: list[dict[str, Any]] = field(default_factory=list)
     failures: list[dict[str, Any]] = field(default_factory=list)
     tracks: dict[int, FaceTrack] = field(default_factory=dict)
@@ -638,11 +507,7 @@ class _Run:
                 if edit is None or not self.propagate:
                     t0 = time.perf_counter()
                     track.attempts += 1
-                    ahead = []
-                    if self.anchor is not None and self.propagate and self.source is not None and self.ahead:
-                        ahead = look_ahead(self.source, i, track.box, self.ahead, self.stream.detector)
-                    edit, info = plan_identity_edit(self.model, rgb, track.face(), self.z_r, self.theta, self.refine, self.inverse,
-                                                    self.anchor, ahead)
+                    edit, info = plan_identity_edit(self.model, rgb, track.face(), self.z_r, self.theta, self.refine, self.inverse)
                     self.plan_s += time.perf_counter() - t0
                     if self.propagate:
                         track.edit, track.info = edit, {"key_frame": i, **info}
@@ -723,9 +588,7 @@ def _paths(src: str | Path, dst: str | Path) -> tuple[Path, Path]:
 def mask_video(src: str | Path, dst: str | Path, key: Any, theta_deg: float = DEFAULT_THETA, propagate: bool = True,
                refine: bool = True, *, detector: str = DEFAULT_DETECTOR, detect_every: int = 1,
                max_frames: int | None = None, payload: str = "auto", quality: int = 18,
-               report_path: str | Path | None = None, refine_settings=None, anchor: bool = False,
-               anchor_theta: float = DEFAULT_ANCHOR_THETA, anchor_distance: float = 0.75,
-               look_ahead_frames: tuple[int, ...] = LOOK_AHEAD) -> dict[str, Any]:
+               report_path: str | Path | None = None, refine_settings=None) -> dict[str, Any]:
     """IdentityMask (Alg. 2): de-identify every face of ``src`` into ``dst`` under the key ``key``.
 
     ``propagate=False`` is the "w/o MF" ablation (every frame encoded, rotated and refined anew).
@@ -750,9 +613,7 @@ def mask_video(src: str | Path, dst: str | Path, key: Any, theta_deg: float = DE
     side = payload_mod.sidecar_path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     writer = _PayloadWriter(side, key, exact=mode == "exact") if mode != "none" else None
-    key_anchor = KeyAnchor.for_key(key, anchor_theta, anchor_distance) if anchor else None
-    run = _Run(model, z_r, theta, False, propagate, _settings(refine, refine_settings), FaceStream(detector, detect_every), writer,
-               key_anchor, src, tuple(look_ahead_frames))
+    run = _Run(model, z_r, theta, False, propagate, _settings(refine, refine_settings), FaceStream(detector, detect_every), writer)
     t0 = time.perf_counter()
     try:
         tr = stream_video(src, dst, run.frame, quality=quality, max_frames=max_frames)
@@ -779,8 +640,7 @@ def recover_video(src: str | Path, dst: str | Path, key: Any, theta_deg: float =
                   detector: str = DEFAULT_DETECTOR, detect_every: int = 1, max_frames: int | None = None,
                   payload_path: str | Path | None = None, use_payload: bool = True, strict: bool = False,
                   reveal: bool = True, quality: int = 18, report_path: str | Path | None = None,
-                  refine_settings=None, anchor: bool = False, anchor_theta: float = DEFAULT_ANCHOR_THETA,
-                  look_ahead_frames: tuple[int, ...] = LOOK_AHEAD) -> dict[str, Any]:
+                  refine_settings=None) -> dict[str, Any]:
     """IdentityMask recovery (Alg. 3) of a masked video ``src`` into ``dst`` with the key ``key``.
 
     With the sidecar ``<src>.facedeid-payload`` (or ``payload_path``) and the right key: the exact
@@ -812,8 +672,7 @@ def recover_video(src: str | Path, dst: str | Path, key: Any, theta_deg: float =
     t0 = time.perf_counter()
     run: _Run | None = None
     if reader is None:
-        run = _Run(model, z_r, theta, True, True, _settings(refine, refine_settings, recover=True), FaceStream(detector, detect_every),
-                   None, KeyAnchor.for_key(key, anchor_theta) if anchor else None, src, tuple(look_ahead_frames))
+        run = _Run(model, z_r, theta, True, True, _settings(refine, refine_settings, recover=True), FaceStream(detector, detect_every))
         fn = run.frame
     else:
         per_frame: list[dict[str, Any]] = []

@@ -4,11 +4,7 @@ For a single image it does what :func:`facedeid.video_mask.mask_video` does to a
 frame: each face is aligned to the standard 5-point pattern (Umeyama, Eq. 8.13–8.14) and encoded
 into the parametric model's identity code z_id. The key gives z_r = f(Ukey) (Eq. 8.4). z_id is
 rotated by θ towards z_r (Eq. 8.5–8.6, θ = 60°), then rendered with the face's own pose,
-expression and background (Eq. 8.19–8.20), refined away from the original against the dlib
-recognizer; or, opt-in (``anchor=true``, :class:`facedeid.video_mask.KeyAnchor`), anchored to the
-recognizer: the key also rotates the face's recognizer descriptor, by ``anchor_theta``, in the
-recognizer space, so that the key alone can partly undo it (see :mod:`facedeid.video_mask` for
-where that works and where it does not). Videos go through
+expression and background (Eq. 8.19–8.20), refined against the dlib recognizer. Videos go through
 :func:`facedeid.video_mask.mask_video`, which processes each face once and carries the edit to
 the later frames by motion. Use ``facedeid recover`` to recover a video.
 """
@@ -39,24 +35,20 @@ class IdentityMask(Method):
         key: str = ""
         theta: float = 60.0
         payload: str = "edit"
-        anchor: bool = False
-        anchor_theta: float = 120.0
 
         def validate(self) -> None:
             if self.payload not in ("edit", "exact", "none"):
                 raise ValueError("payload must be edit, exact or none")
             if not self.key:
                 raise ValueError("a key (Ukey) is required: key=…")
-            if not (0 < self.theta < 180 and 0 < self.anchor_theta < 180):
-                raise ValueError("theta and anchor_theta must lie strictly between 0 and 180 degrees")
+            if not 0 < self.theta < 180:
+                raise ValueError("theta must lie strictly between 0 and 180 degrees")
             self.validate_render()
 
     def spec(self) -> str:
         """Like :meth:`Method.spec` but never with the key (specs end up in reports)."""
         p = self.params
-        if p.anchor:
-            return f"{self.name}:key=<hidden>,theta={p.theta},anchor=True,anchor_theta={p.anchor_theta}"
-        return f"{self.name}:key=<hidden>,theta={p.theta},anchor=False,refine={p.refine},steps={p.steps},target_distance={p.target_distance}"
+        return f"{self.name}:key=<hidden>,theta={p.theta},refine={p.refine},steps={p.steps},target_distance={p.target_distance}"
 
     def anonymize_video_file(self, src, dst, detector: str, detect_every: int, quality: int, report_path) -> dict[str, Any]:
         """Alg. 2 on a whole video: each face's first-frame edit carried by motion (not per frame)."""
@@ -64,12 +56,12 @@ class IdentityMask(Method):
 
         p = self.params
         return mask_video(src, dst, p.key, theta_deg=p.theta, refine=p.refine, detector=detector, detect_every=detect_every,
-                          quality=quality, payload=p.payload, report_path=report_path, anchor=p.anchor, anchor_theta=p.anchor_theta)
+                          quality=quality, payload=p.payload, report_path=report_path)
 
     def apply(self, image: np.ndarray, faces: Sequence[Face], ctx: Context) -> MethodOutput:
         from ..faces.landmarks import with_landmarks68
         from ..model.core import load_model
-        from ..video_mask import KeyAnchor, _f32, motion_fit, plan_identity_edit, reference_for, theta_radians
+        from ..video_mask import motion_fit, plan_identity_edit, reference_for, theta_radians
 
         p = self.params
         if not p.key:
@@ -77,14 +69,13 @@ class IdentityMask(Method):
         model = load_model()
         z_r = reference_for(p.key, model.dim)
         theta = theta_radians(p.theta)
-        anchor = KeyAnchor.for_key(p.key, p.anchor_theta) if p.anchor else None
         out = np.asarray(image).copy()
         rows: list[dict[str, Any]] = []
         for face in faces:
             face = with_landmarks68(image, face)
             try:
-                edit, info = plan_identity_edit(model, image, face, z_r, theta, p.refine_settings(), anchor=anchor)
-                rendered = model.apply_edit(out, motion_fit(_f32(face.landmarks68), image.shape, face), edit)
+                edit, info = plan_identity_edit(model, image, face, z_r, theta, p.refine_settings())
+                rendered = model.apply_edit(out, motion_fit(face.landmarks68, image.shape, face), edit)
             except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
                 rows.append({"face": face.box.to_list(), "failed": str(exc)[:120]})
                 continue

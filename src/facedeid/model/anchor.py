@@ -61,25 +61,6 @@ def recover_nearest_t(zy: torch.Tensor, z_r: torch.Tensor, theta: float) -> torc
 
 
 @dataclass(frozen=True, eq=False)
-class ExtraFrame:
-    """Another frame of the same face (video): its image, face (box and five points), the model fit
-    of its own geometry and that geometry after the edit's landmark displacement
-    (:meth:`facedeid.model.core.FaceModel._geometry`), and — for :class:`MatchObjective` — its own
-    target descriptor. The anchored render is then optimised on it too, with the same canvas change,
-    so that the anchoring holds on the frames the edit is carried to (Ch. 8.4.3), not only the key frame."""
-
-    image: np.ndarray
-    face: Any
-    roi: tuple[int, int, int, int]
-    base: np.ndarray
-    alpha: np.ndarray
-    cmap: Any
-    target68: np.ndarray
-    l68: np.ndarray
-    target: np.ndarray | None = None
-
-
-@dataclass(frozen=True, eq=False)
 class AnchorSettings:
     steps: int = 40
     rounds: int = 2
@@ -87,9 +68,8 @@ class AnchorSettings:
     lr: float = 0.3
     max_colour: float = 12.0
     reg: float = 1e-3
-    frames: tuple[ExtraFrame, ...] = ()
 
-    def objective(self, e0: np.ndarray, target: np.ndarray | None = None) -> Objective:
+    def objective(self, e0: np.ndarray) -> Objective:
         raise NotImplementedError
 
     def run(self, model, img: np.ndarray, fit, target68: np.ndarray, roi, base, alpha, cmap, delta_canvas):
@@ -107,7 +87,7 @@ class RotationObjective(AnchorSettings):
     distance: float = 0.75
     weight: float = 4.0
 
-    def objective(self, e0: np.ndarray, target: np.ndarray | None = None) -> Objective:
+    def objective(self, e0: np.ndarray) -> Objective:
         sp = self.space
         mean, basis, std = (torch.from_numpy(np.asarray(a, dtype=np.float32)) for a in (sp.mean, sp.basis, sp.std))
         w0 = torch.from_numpy(sp.whiten(e0).astype(np.float32))
@@ -130,12 +110,12 @@ class RotationObjective(AnchorSettings):
 
 @dataclass(frozen=True, eq=False)
 class MatchObjective(AnchorSettings):
-    """Recover: Σ_views ‖e(y) − target‖² (an extra frame's own target where it has one)."""
+    """Recover: Σ_views ‖e(y) − target‖²."""
 
     target: np.ndarray = field(default_factory=lambda: np.zeros(128))
 
-    def objective(self, e0: np.ndarray, target: np.ndarray | None = None) -> Objective:
-        t = torch.from_numpy(np.asarray(self.target if target is None else target, dtype=np.float32))[None]
+    def objective(self, e0: np.ndarray) -> Objective:
+        t = torch.from_numpy(np.asarray(self.target, dtype=np.float32))[None]
 
         def loss(emb: torch.Tensor) -> tuple[torch.Tensor, list[float]]:
             d = (emb - t).norm(dim=1)
@@ -144,49 +124,22 @@ class MatchObjective(AnchorSettings):
         return loss
 
 
-@dataclass(eq=False)
-class _Scene:
-    """One frame the render is optimised on: its pixels, warp, ROI origin, box, views and objective."""
-
-    full: torch.Tensor
-    warp: CanvasWarp
-    origin: tuple[int, int]
-    box: Any
-    views: list[np.ndarray]
-    objective: Objective
-
-    def render(self, change: torch.Tensor) -> torch.Tensor:
-        x0, y0 = self.origin
-        roi_img = self.warp.roi(change)
-        out = self.full.clone()
-        out[y0:y0 + roi_img.shape[0], x0:x0 + roi_img.shape[1]] = roi_img
-        return out
-
-
-def _scene(model, img: np.ndarray, face, l68: np.ndarray, target68: np.ndarray, roi, base, alpha, cmap,
-           delta_canvas: np.ndarray, s: AnchorSettings, target: np.ndarray | None, key: bool) -> _Scene:
-    l5 = np.round(np.asarray(face.landmarks5, dtype=np.float64))
-    moved = np.round(moved_points5(l5, l68, target68))
-    views = [l5, moved] if key else [moved]
-    return _Scene(torch.from_numpy(np.asarray(img, dtype=np.float32)), CanvasWarp(model, cmap, base, alpha, delta_canvas),
-                  (roi[0], roi[1]), face.box, views, s.objective(descriptor(img, l5), target))
-
-
 def anchored_texture(model, img: np.ndarray, fit, target68: np.ndarray, roi, base: np.ndarray, alpha: np.ndarray,
                      cmap, delta_canvas: np.ndarray, s: AnchorSettings) -> tuple[np.ndarray, dict[str, Any]]:
     """Optimise the texture coordinates y (PCA, in units of their spread) and the brightness field g
-    for ``s.objective`` (see module doc) on the key frame and on ``s.frames``. Returns (extra canvas
-    change, report)."""
+    for ``s.objective`` (see module doc). Returns (extra canvas change, report)."""
     from ..faces.landmarks import landmarks5
 
     t0 = time.perf_counter()
+    x0, y0, _, _ = roi
     net = _net()
-    scenes = [_scene(model, img, fit.face, fit.l68, target68, roi, base, alpha, cmap, delta_canvas, s, None, True)]
-    scenes += [_scene(model, f.image, f.face, f.l68, f.target68, f.roi, f.base, f.alpha, f.cmap, delta_canvas, s, f.target, False)
-               for f in s.frames]
-    warp = scenes[0].warp
+    warp = CanvasWarp(model, cmap, base, alpha, delta_canvas)
     std = torch.from_numpy(model.texture.pca_std.astype(np.float32))
+    full_t = torch.from_numpy(np.asarray(img, dtype=np.float32))
     keep_t = torch.from_numpy(expression_keep_mask(model.canvas))
+    l5 = np.round(np.asarray(fit.face.landmarks5, dtype=np.float64))
+    views = [l5, np.round(moved_points5(l5, fit.l68, target68))]
+    objective = s.objective(descriptor(img, l5))
     y = torch.zeros(std.shape[0], requires_grad=True)
     g = torch.zeros((1, 1, 4, 4), requires_grad=True)
     opt = torch.optim.Adam([y, g], lr=s.lr)
@@ -194,27 +147,27 @@ def anchored_texture(model, img: np.ndarray, fit, target68: np.ndarray, roi, bas
     def extra(y_v: torch.Tensor, g_v: torch.Tensor) -> torch.Tensor:
         return warp.pca_change(y_v * std) * keep_t + warp.brightness(g_v, s.max_colour)
 
+    def render(y_v: torch.Tensor, g_v: torch.Tensor) -> torch.Tensor:
+        roi_img = warp.roi(extra(y_v, g_v))
+        out = full_t.clone()
+        out[y0:y0 + roi_img.shape[0], x0:x0 + roi_img.shape[1]] = roi_img
+        return out
+
     history: list[list[float]] = []
     with torch_threads():
         for r in range(s.rounds + 1):
             if r > 0:  # the recoverer's alignment: five points located on the current output
                 with torch.no_grad():
-                    change = extra(y, g)
-                    for sc in scenes:
-                        u8 = sc.render(change).round().to(torch.uint8).numpy()
-                        sc.views.append(np.round(landmarks5(u8, sc.box)))
+                    u8 = render(y, g).round().to(torch.uint8).numpy()
+                views.append(np.round(landmarks5(u8, fit.face.box)))
             for _ in range(s.steps if r == 0 else s.round_steps):
-                change = extra(y, g)
-                loss, info = torch.zeros(()), []
-                for sc in scenes:
-                    part, part_info = sc.objective(net(face_chips_torch(sc.render(change), sc.views)))
-                    loss, info = loss + part, info + part_info
+                loss, info = objective(net(face_chips_torch(render(y, g), views)))
                 history.append(info)
                 opt.zero_grad()
                 (loss + s.reg * (y**2).mean()).backward()
                 opt.step()
     with torch.no_grad():
         change = extra(y, g)[0].permute(1, 2, 0).numpy()
-    report = {"steps": len(history), "frames": len(scenes), "objective_first": history[0], "objective_last": history[-1],
+    report = {"steps": len(history), "objective_first": history[0], "objective_last": history[-1],
               "seconds": round(time.perf_counter() - t0, 3)}
     return change, report
