@@ -5,8 +5,9 @@ For each clip (first ``--frames`` frames, cut once so every method sees the same
 * identity-mask (first frame edited, the edit carried by motion, "MF"),
 * the same method applied per frame without motion propagation ("w/o MF"),
 * blur (the project's ``blur`` through the video pipeline),
-* recovery: right key (sealed edit payload), wrong key (rotation path), and the right key on the
-  rotation path without the payload (the limitation the module doc describes),
+* recovery: right key (sealed edit payload, as a sidecar and inside the video), wrong key (rotation
+  path), and the right key on the rotation path without the payload (the limitation the module doc
+  describes),
 
 with the book's video metrics: identity distance, CSIM and match rate per recognizer (dlib, and
 MobileFaceNet, which the method never sees), POSE (mean absolute yaw/pitch/roll error, degrees),
@@ -179,7 +180,12 @@ def run_clip(name: str, n: int, recs, tmp: Path, exact: bool) -> dict:
     outs["right key, rotation path (no payload)"] = tmp / f"rot_{name}"
     timed("right key, rotation path (no payload)",
           lambda: recover_video(outs["identity-mask (MF)"], outs["right key, rotation path (no payload)"], KEY, use_payload=False))
-    res["payload_bytes"] = {"edit": rep_mf["payload"].get("bytes")}
+    inside = tmp / f"inside_{name}"
+    rep_in = timed("identity-mask, payload inside the video", lambda: mask_video(src, inside, KEY, embed=True))
+    outs["recovery, right key (payload inside the video)"] = tmp / f"inrec_{name}"
+    timed("recovery, right key (payload inside the video)",
+          lambda: recover_video(inside, outs["recovery, right key (payload inside the video)"], KEY))
+    res["payload_bytes"] = {"edit": rep_mf["payload"].get("bytes"), "inside": rep_in["payload"].get("bytes")}
     if exact:
         ex = tmp / f"ex_{name}"
         rep_ex = timed("identity-mask, exact payload", lambda: mask_video(src, ex, KEY, payload="exact"))

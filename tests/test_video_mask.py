@@ -151,3 +151,40 @@ def test_cli_anonymize_and_recover_a_video(runs):
     a, b = _frames(src, 1)[0], _frames(back, 1)[0]
     face = max(detect(a, "centerface"), key=lambda f: f.box.area)
     assert float(np.linalg.norm(rec.embed(a, [face]) - rec.embed(b, [face]))) < TAU
+
+
+def test_payload_inside_the_video_recovers_with_the_key_alone(runs, tmp_path):
+    """``embed=True``: no sidecar; the sealed edit payload travels inside the MP4, so the video and the
+    key alone recover the face; a wrong key still takes the rotation path; a .mkv output is refused."""
+    from facedeid.media.payload import sidecar_path
+
+    masked, back, wrong = tmp_path / "inside.mp4", tmp_path / "back.mp4", tmp_path / "wrong.mp4"
+    rep = mask_video(runs["src"], masked, KEY, max_frames=N, embed=True)
+    assert rep["payload"]["embedded"] and not sidecar_path(masked).exists()
+    assert probe(masked).frames == N and bool(probe(masked).audio) == bool(probe(runs["src"]).audio)
+    rr = recover_video(masked, back, KEY)
+    assert rr["how"] == "edit" and "inside the video" in rr["payload"]["note"]
+    assert recover_video(masked, wrong, "a wrong key")["how"] == "rotation"
+    rec = DlibRecognizer()
+    orig, got = _frames(runs["src"]), _frames(back)
+    faces = [max(detect(f, "centerface"), key=lambda f: f.box.area) for f in orig]
+    d = [float(np.linalg.norm(rec.embed(o, [f]) - rec.embed(g, [f]))) for o, g, f in zip(orig, got, faces)]
+    assert max(d) < 0.25, d
+    with pytest.raises(BadArguments):
+        mask_video(runs["src"], tmp_path / "x.mkv", KEY, max_frames=1, embed=True)
+    with pytest.raises(BadArguments):
+        mask_video(runs["src"], tmp_path / "x.mp4", KEY, max_frames=1, embed=True, payload="none")
+
+
+def test_cli_embed_then_recover_from_the_video_alone(runs, tmp_path):
+    from facedeid.cli import main
+    from facedeid.media.payload import sidecar_path
+
+    out, back = tmp_path / "cli_inside.mp4", tmp_path / "cli_inside_back.mp4"
+    assert main(["anonymize", str(runs["right"]), "-o", str(out), "--method", f"identity-mask:key={KEY},embed=true"]) == 0
+    assert not sidecar_path(out).exists()
+    assert main(["recover", str(out), "-o", str(back), "--key", KEY, "--reveal"]) == 0
+    a, b = _frames(runs["right"], 1)[0], _frames(back, 1)[0]
+    face = max(detect(a, "centerface"), key=lambda f: f.box.area)
+    rec = DlibRecognizer()
+    assert float(np.linalg.norm(rec.embed(a, [face]) - rec.embed(b, [face]))) < 0.25

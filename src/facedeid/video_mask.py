@@ -30,7 +30,10 @@
    edit is applied (texture change subtracted, then the piecewise-affine warp inverted on the same
    meshes); what remains is the resampling blur of two warps and the codec's loss.
    ``payload="exact"`` also stores the original pixels of every changed region, losslessly
-   (sealed in chunks, so memory stays flat): exact up to the output codec.
+   (sealed in chunks, so memory stays flat): exact up to the output codec. With ``embed=True`` the
+   same sealed payload travels *inside* the MP4/MOV (a top-level ``uuid`` box, which players skip),
+   so the video and the key alone recover it; a re-encode of the masked video drops it (then only
+   the rotation path below remains).
 2. *Rotation* (no payload, or the payload does not open). Each track's masked key frame is encoded
    again, the rotation is inverted with z_r and θ (closed form, :func:`facedeid.privacy.rotation.recover`),
    rendered with the same propagation and refined away from the masked face (``RECOVER_REFINE``:
@@ -588,14 +591,16 @@ def _paths(src: str | Path, dst: str | Path) -> tuple[Path, Path]:
 def mask_video(src: str | Path, dst: str | Path, key: Any, theta_deg: float = DEFAULT_THETA, propagate: bool = True,
                refine: bool = True, *, detector: str = DEFAULT_DETECTOR, detect_every: int = 1,
                max_frames: int | None = None, payload: str = "auto", quality: int = 18,
-               report_path: str | Path | None = None, refine_settings=None) -> dict[str, Any]:
+               report_path: str | Path | None = None, refine_settings=None, embed: bool = False) -> dict[str, Any]:
     """IdentityMask (Alg. 2): de-identify every face of ``src`` into ``dst`` under the key ``key``.
 
     ``propagate=False`` is the "w/o MF" ablation (every frame encoded, rotated and refined anew).
     ``payload``: ``edit`` (default with propagation) writes the sealed edit sidecar
     ``<dst>.facedeid-payload`` for near-exact recovery, ``exact`` also the original pixels of every
     changed region, ``none`` nothing (recovery then goes through the rotation only); ``auto`` is
-    ``edit`` with propagation and ``none`` without. Returns the JSON-ready report (also written to
+    ``edit`` with propagation and ``none`` without. ``embed`` puts that payload inside the output
+    instead of the sidecar (a ``uuid`` box appended to the MP4/MOV, :func:`facedeid.media.payload.embed_mp4_file`),
+    so the video and the key alone recover it. Returns the JSON-ready report (also written to
     ``report_path``). The report never holds the key, the original code or landmarks.
     """
     from .model.core import load_model
@@ -607,6 +612,8 @@ def mask_video(src: str | Path, dst: str | Path, key: Any, theta_deg: float = DE
     mode = ("edit" if propagate else "none") if payload == "auto" else payload
     if mode == "edit" and not propagate:
         raise BadArguments("payload=edit needs propagation (one edit per track); use payload=exact or none")
+    if embed and (mode == "none" or dst.suffix.lower() not in payload_mod.MP4_SUFFIXES):
+        raise BadArguments("embed needs a payload (edit or exact) and an MP4/MOV output (.mp4, .m4v, .mov)")
     model = load_model()
     z_r = reference_for(key, model.dim)
     info = probe(src)
@@ -623,6 +630,10 @@ def mask_video(src: str | Path, dst: str | Path, key: Any, theta_deg: float = DE
             edits = {tid: t.edit for tid, t in run.tracks.items() if t.edit is not None}
             meta = {"version": SIDECAR_VERSION, "theta_deg": theta_deg, "frames": tr.frames, "propagate": propagate}
             payload_info.update(path=str(side), bytes=writer.finish(edits, meta))
+            if embed:
+                payload_mod.embed_mp4_file(dst, side)
+                side.unlink()
+                payload_info.update(path=str(dst), embedded=True)
         elif side.exists():
             side.unlink()  # a stale payload of an earlier run would not match this output
     except BaseException:
@@ -643,7 +654,8 @@ def recover_video(src: str | Path, dst: str | Path, key: Any, theta_deg: float =
                   refine_settings=None) -> dict[str, Any]:
     """IdentityMask recovery (Alg. 3) of a masked video ``src`` into ``dst`` with the key ``key``.
 
-    With the sidecar ``<src>.facedeid-payload`` (or ``payload_path``) and the right key: the exact
+    With the sidecar ``<src>.facedeid-payload`` (or ``payload_path``), or else the payload inside the
+    video (``mask_video(..., embed=True)``), and the right key: the exact
     inverse of every edit (``how = "edit"``) or the original pixels (``how = "exact"``). Otherwise —
     no payload, ``use_payload=False``, or a key that does not open it — the rotation path
     (``how = "rotation"``): re-encode each track's key frame, invert the rotation with the key's z_r
@@ -651,18 +663,39 @@ def recover_video(src: str | Path, dst: str | Path, key: Any, theta_deg: float =
     a natural video of yet another identity; ``strict=True`` raises BadKey instead when a payload
     exists but does not open. ``reveal=False`` hides which path was taken.
     """
-    from .model.core import load_model
-
     src, dst = _paths(src, dst)
     theta = theta_radians(theta_deg)
+    side = Path(payload_path) if payload_path is not None else payload_mod.sidecar_path(src)
+    inside = None  # the payload carried inside the video, copied out (still sealed) for the reader
+    if use_payload and payload_path is None and not side.is_file():
+        fd, name = tempfile.mkstemp(prefix="facedeid-payload-", suffix=".sealed")
+        os.close(fd)
+        inside = Path(name)
+        if payload_mod.extract_mp4_file(src, inside):
+            side = inside
+        else:
+            inside.unlink()
+            inside = None
+    try:
+        return _recover(src, dst, key, theta_deg, theta, side, inside is not None, refine, detector, detect_every, max_frames,
+                        use_payload, strict, reveal, quality, report_path, refine_settings)
+    finally:
+        if inside is not None:
+            inside.unlink(missing_ok=True)
+
+
+def _recover(src: Path, dst: Path, key: Any, theta_deg: float, theta: float, side: Path, embedded: bool, refine: bool,
+             detector: str, detect_every: int, max_frames: int | None, use_payload: bool, strict: bool, reveal: bool,
+             quality: int, report_path, refine_settings) -> dict[str, Any]:
+    from .model.core import load_model
+
     model = load_model()
     z_r = reference_for(key, model.dim)
-    side = Path(payload_path) if payload_path is not None else payload_mod.sidecar_path(src)
     reader, how, note = None, "rotation", "no payload"
     if use_payload and side.is_file():
         try:
             reader = _PayloadReader(side, key)
-            how, note = ("exact" if reader.exact else "edit"), "payload opened"
+            how, note = ("exact" if reader.exact else "edit"), "payload opened" + (" (inside the video)" if embedded else "")
         except BadKey:
             if strict:
                 raise
@@ -700,7 +733,7 @@ def recover_video(src: str | Path, dst: str | Path, key: Any, theta_deg: float =
     rep = {"method": "identity-mask", "mode": "recover", **rep}
     rep["how"] = how if reveal else "hidden"
     if reveal:
-        rep["payload"] = {"path": str(side), "note": note}
+        rep["payload"] = {"path": str(src) if embedded else str(side), "note": note}
     if report_path is not None:
         write_atomic(report_path, json.dumps(rep, indent=1, default=str).encode())
     return rep

@@ -213,3 +213,38 @@ def test_dispatch_by_format_and_sidecar(tmp_path, sealed):
     assert P.embed(png_bytes(deid), "png", b"x") != png_bytes(deid) and P.extract(P.embed(jpeg_bytes(deid), "jpg", b"x")) == b"x"
     with pytest.raises(BadArguments):
         P.embed(b"RIFF....WEBP", "webp", blob)
+
+
+# -------------------------------------------------------------------------------------- MP4 / MOV
+
+
+def test_mp4_box_round_trip_keeps_the_video_playable(tmp_path, sealed, data):
+    """The payload appended as a top-level uuid box: the same frames and audio decode, the box
+    comes back byte for byte, a second payload and non-MP4 outputs are refused."""
+    import shutil
+
+    from facedeid.errors import UnsupportedMedia
+    from facedeid.media.video import probe, read_frames
+
+    clip = tmp_path / "clip.mp4"
+    shutil.copyfile(data / "videos" / "lp_driving_d19.mp4", clip)
+    before = probe(clip)
+    first = next(read_frames(clip))[2]
+    blob_file = tmp_path / "blob"
+    blob_file.write_bytes(sealed[3])
+    assert not P.extract_mp4_file(clip, tmp_path / "none")
+    P.embed_mp4_file(clip, blob_file)
+    assert [b[0] for b in P.mp4_boxes(clip)][-1] == b"uuid"
+    assert P.extract_mp4_file(clip, tmp_path / "out") and (tmp_path / "out").read_bytes() == sealed[3]
+    after = probe(clip)
+    assert (after.width, after.height, after.frames, bool(after.audio)) == (before.width, before.height, before.frames, bool(before.audio))
+    assert np.array_equal(next(read_frames(clip))[2], first)
+    with pytest.raises(BadArguments):
+        P.embed_mp4_file(clip, blob_file)
+    with pytest.raises(BadArguments):
+        P.embed_mp4_file(tmp_path / "x.mkv", blob_file)
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(clip.read_bytes()[:-10])  # the box now runs past the end of the file
+    with pytest.raises(UnsupportedMedia):
+        P.mp4_boxes(cut)
+    assert not P.extract_mp4_file(cut, tmp_path / "cut_out")

@@ -3,7 +3,8 @@
 The original pixels of the de-identified regions are packed losslessly (:func:`pack_patches`),
 encrypted with AES-256-GCM under a key derived from the password by scrypt with a random salt
 (:func:`seal`), and carried in the output file: a private ancillary PNG chunk, APP11 segments in a
-JPEG, or a sidecar file for every other format. Only the password holder can restore the original.
+JPEG, a top-level ``uuid`` box appended to an MP4/MOV video (:func:`embed_mp4_file`, identity-mask's
+``embed``), or a sidecar file for every other format. Only the password holder can restore the original.
 
 Sealed blob layout (big-endian)::
 
@@ -18,7 +19,9 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import struct
+import tempfile
 import zlib
 from pathlib import Path
 
@@ -364,3 +367,103 @@ def extract(target: str | Path | bytes, fmt: str | None = None) -> bytes | None:
     if blob is None and side.exists():
         blob = side.read_bytes()
     return blob
+
+
+# --------------------------------------------------------------------------------------------------
+# MP4 / MOV (ISO base media file format): a top-level 'uuid' box appended to the file
+
+#: The extended type of facedeid's box (a fixed UUID; players skip top-level boxes they do not know).
+MP4_UUID = bytes.fromhex("6664656964a0491b9d2c5061796c6f61")
+MP4_SUFFIXES = (".mp4", ".m4v", ".mov")
+_BOX = struct.Struct(">I4s")
+_COPY_CHUNK = 1 << 20
+
+
+def mp4_boxes(path: str | Path) -> list[tuple[bytes, int, int, int]]:
+    """The top-level boxes of an ISO-BMFF file: (type, offset, header length, total size).
+    UnsupportedMedia when the file is not one (a box runs past the end or has a bad size)."""
+    path = Path(path)
+    size = path.stat().st_size
+    out: list[tuple[bytes, int, int, int]] = []
+    with open(path, "rb") as f:
+        pos = 0
+        while pos < size:
+            f.seek(pos)
+            head = f.read(_BOX.size)
+            if len(head) < _BOX.size:
+                raise UnsupportedMedia(f"{path}: truncated MP4 box at byte {pos}")
+            n, kind = _BOX.unpack(head)
+            header = _BOX.size
+            if n == 1:
+                large = f.read(8)
+                if len(large) < 8:
+                    raise UnsupportedMedia(f"{path}: truncated MP4 box at byte {pos}")
+                n, header = struct.unpack(">Q", large)[0], header + 8
+            elif n == 0:
+                n = size - pos
+            if kind == b"uuid":
+                header += 16
+            if n < header or pos + n > size:
+                raise UnsupportedMedia(f"{path}: bad MP4 box size at byte {pos}")
+            out.append((kind, pos, header, n))
+            pos += n
+    return out
+
+
+def _our_box(path: Path) -> tuple[int, int] | None:
+    """(offset, length) of the data of facedeid's uuid box, or None."""
+    with open(path, "rb") as f:
+        for kind, pos, header, n in mp4_boxes(path):
+            if kind == b"uuid":
+                f.seek(pos + header - 16)
+                if f.read(16) == MP4_UUID:
+                    return pos + header, n - header
+    return None
+
+
+def embed_mp4_file(path: str | Path, payload_file: str | Path) -> None:
+    """Append the bytes of ``payload_file`` to the MP4/MOV ``path`` as facedeid's uuid box, atomically
+    (a copy with the box is renamed over ``path``); refuses a file that already carries one."""
+    path, payload_file = Path(path), Path(payload_file)
+    if path.suffix.lower() not in MP4_SUFFIXES:
+        raise BadArguments(f"{path}: only MP4/MOV outputs can carry the payload inside (use the sidecar)")
+    if _our_box(path) is not None:
+        raise BadArguments(f"{path}: already carries a facedeid payload")
+    length = payload_file.stat().st_size
+    header = struct.pack(">I4sQ", 1, b"uuid", _BOX.size + 8 + 16 + length) + MP4_UUID
+    fd, tmp = tempfile.mkstemp(prefix=".facedeid-", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as out, open(path, "rb") as src, open(payload_file, "rb") as blob:
+            shutil.copyfileobj(src, out, _COPY_CHUNK)
+            out.write(header)
+            shutil.copyfileobj(blob, out, _COPY_CHUNK)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def extract_mp4_file(path: str | Path, dst: str | Path) -> bool:
+    """Copy the data of facedeid's uuid box of ``path`` into ``dst`` (streamed); False when there is
+    none (or ``path`` is not an ISO-BMFF file)."""
+    path = Path(path)
+    if path.suffix.lower() not in MP4_SUFFIXES or not path.is_file():
+        return False
+    try:
+        found = _our_box(path)
+    except UnsupportedMedia:
+        return False
+    if found is None:
+        return False
+    offset, length = found
+    with open(path, "rb") as src, open(dst, "wb") as out:
+        src.seek(offset)
+        while length > 0:
+            chunk = src.read(min(_COPY_CHUNK, length))
+            if not chunk:
+                raise UnsupportedMedia(f"{path}: truncated payload box")
+            out.write(chunk)
+            length -= len(chunk)
+    return True

@@ -35,10 +35,13 @@ class IdentityMask(Method):
         key: str = ""
         theta: float = 60.0
         payload: str = "edit"
+        embed: bool = False
 
         def validate(self) -> None:
             if self.payload not in ("edit", "exact", "none"):
                 raise ValueError("payload must be edit, exact or none")
+            if self.embed and self.payload == "none":
+                raise ValueError("embed=true needs a payload (edit or exact)")
             if not self.key:
                 raise ValueError("a key (Ukey) is required: key=…")
             if not 0 < self.theta < 180:
@@ -56,7 +59,7 @@ class IdentityMask(Method):
 
         p = self.params
         return mask_video(src, dst, p.key, theta_deg=p.theta, refine=p.refine, detector=detector, detect_every=detect_every,
-                          quality=quality, payload=p.payload, report_path=report_path)
+                          quality=quality, payload=p.payload, report_path=report_path, embed=p.embed)
 
     def apply(self, image: np.ndarray, faces: Sequence[Face], ctx: Context) -> MethodOutput:
         from ..faces.landmarks import with_landmarks68
