@@ -44,7 +44,13 @@
    the plausibility check of the render shrinks the code. So a rotation back with ANY key partly
    undoes the refinement: right and wrong keys land at similar recognizer distances from the
    original (0.45–0.7 dlib). Right-key recovery therefore relies on the payload, which the mask
-   run writes by default.
+   run writes by default (``embed=True``: inside the video). Anchoring the key frame to the
+   recognizer, as ``identity-password`` does for photos, was measured and not merged: rotating 12
+   principal coordinates of the descriptor by θ > 90° (needed to de-identify) puts a wrong key's
+   rotation back on the same cone around the masked descriptor as the original, so any key moves
+   the face back towards it (wrong keys 0.46–0.6 vs 0.72 masked); in 32 coordinates at θ = 80° a
+   wrong key stays far (0.74 median on exact rotations), but the render misses such targets by
+   0.36–0.64 depending on face and key, so the right key alone recovers only some faces.
 
 A wrong key is not reported as such unless ``reveal`` is set (the same "security via ambiguity" as
 :mod:`facedeid.recovery`); ``strict=True`` raises :class:`~facedeid.errors.BadKey` instead.
