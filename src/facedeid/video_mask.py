@@ -61,6 +61,7 @@ the video's length beyond the per-frame report and the payload's landmarks (0.5 
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import json
@@ -653,6 +654,25 @@ def mask_video(src: str | Path, dst: str | Path, key: Any, theta_deg: float = DE
     return rep
 
 
+@contextlib.contextmanager
+def _payload_file(src: Path, payload_path: str | Path | None, use_payload: bool):
+    """(payload file, whether it came from inside the video): ``payload_path``, else the sidecar, else
+    — when the video carries one (``mask_video(embed=True)``) — a temporary copy of the still-sealed
+    payload inside it, removed afterwards (the reader reads it lazily while the video streams)."""
+    side = Path(payload_path) if payload_path is not None else payload_mod.sidecar_path(src)
+    if not use_payload or payload_path is not None or side.is_file():
+        yield side, False
+        return
+    fd, name = tempfile.mkstemp(prefix="facedeid-payload-", suffix=".sealed")
+    os.close(fd)
+    inside = Path(name)
+    try:
+        found = payload_mod.extract_mp4_file(src, inside)
+        yield (inside if found else side), found
+    finally:
+        inside.unlink(missing_ok=True)
+
+
 def recover_video(src: str | Path, dst: str | Path, key: Any, theta_deg: float = DEFAULT_THETA, refine: bool = True, *,
                   detector: str = DEFAULT_DETECTOR, detect_every: int = 1, max_frames: int | None = None,
                   payload_path: str | Path | None = None, use_payload: bool = True, strict: bool = False,
@@ -669,65 +689,44 @@ def recover_video(src: str | Path, dst: str | Path, key: Any, theta_deg: float =
     a natural video of yet another identity; ``strict=True`` raises BadKey instead when a payload
     exists but does not open. ``reveal=False`` hides which path was taken.
     """
-    src, dst = _paths(src, dst)
-    theta = theta_radians(theta_deg)
-    side = Path(payload_path) if payload_path is not None else payload_mod.sidecar_path(src)
-    inside = None  # the payload carried inside the video, copied out (still sealed) for the reader
-    if use_payload and payload_path is None and not side.is_file():
-        fd, name = tempfile.mkstemp(prefix="facedeid-payload-", suffix=".sealed")
-        os.close(fd)
-        inside = Path(name)
-        if payload_mod.extract_mp4_file(src, inside):
-            side = inside
-        else:
-            inside.unlink()
-            inside = None
-    try:
-        return _recover(src, dst, key, theta_deg, theta, side, inside is not None, refine, detector, detect_every, max_frames,
-                        use_payload, strict, reveal, quality, report_path, refine_settings)
-    finally:
-        if inside is not None:
-            inside.unlink(missing_ok=True)
-
-
-def _recover(src: Path, dst: Path, key: Any, theta_deg: float, theta: float, side: Path, embedded: bool, refine: bool,
-             detector: str, detect_every: int, max_frames: int | None, use_payload: bool, strict: bool, reveal: bool,
-             quality: int, report_path, refine_settings) -> dict[str, Any]:
     from .model.core import load_model
 
+    src, dst = _paths(src, dst)
+    theta = theta_radians(theta_deg)
     model = load_model()
     z_r = reference_for(key, model.dim)
-    reader, how, note = None, "rotation", "no payload"
-    if use_payload and side.is_file():
-        try:
-            reader = _PayloadReader(side, key)
-            how, note = ("exact" if reader.exact else "edit"), "payload opened" + (" (inside the video)" if embedded else "")
-        except BadKey:
-            if strict:
-                raise
-            note = "payload did not open"
-    elif not use_payload:
-        note = "payload not used"
-    t0 = time.perf_counter()
-    run: _Run | None = None
-    if reader is None:
-        run = _Run(model, z_r, theta, True, True, _settings(refine, refine_settings, recover=True), FaceStream(detector, detect_every))
-        fn = run.frame
-    else:
-        per_frame: list[dict[str, Any]] = []
+    with _payload_file(src, payload_path, use_payload) as (side, embedded):
+        reader, how, note = None, "rotation", "no payload"
+        if use_payload and side.is_file():
+            try:
+                reader = _PayloadReader(side, key)
+                how, note = ("exact" if reader.exact else "edit"), "payload opened" + (" (inside the video)" if embedded else "")
+            except BadKey:
+                if strict:
+                    raise
+                note = "payload did not open"
+        elif not use_payload:
+            note = "payload not used"
+        t0 = time.perf_counter()
+        run: _Run | None = None
+        if reader is None:
+            run = _Run(model, z_r, theta, True, True, _settings(refine, refine_settings, recover=True), FaceStream(detector, detect_every))
+            fn = run.frame
+        else:
+            per_frame: list[dict[str, Any]] = []
 
-        def fn(i: int, t: float, rgb: np.ndarray) -> np.ndarray:
-            out = rgb
-            faces = reader.by_frame.get(i, [])
-            if reader.exact:
-                out = payload_mod.apply_patches(rgb, reader.rois(i))
-            else:
-                for tid, l68 in reversed(faces):  # undo in the reverse order of masking
-                    out = unapply_edit(model, out, motion_fit(l68, rgb.shape), reader.edits[tid])
-            per_frame.append({"frame": i, "time": round(t, 4), "faces": [{"track": tid} for tid, _ in faces]})
-            return out
+            def fn(i: int, t: float, rgb: np.ndarray) -> np.ndarray:
+                out = rgb
+                faces = reader.by_frame.get(i, [])
+                if reader.exact:
+                    out = payload_mod.apply_patches(rgb, reader.rois(i))
+                else:
+                    for tid, l68 in reversed(faces):  # undo in the reverse order of masking
+                        out = unapply_edit(model, out, motion_fit(l68, rgb.shape), reader.edits[tid])
+                per_frame.append({"frame": i, "time": round(t, 4), "faces": [{"track": tid} for tid, _ in faces]})
+                return out
 
-    tr = stream_video(src, dst, fn, quality=quality, max_frames=max_frames)
+        tr = stream_video(src, dst, fn, quality=quality, max_frames=max_frames)
     seconds = time.perf_counter() - t0
     if run is not None:
         rep = _common_report(src, dst, run, tr, seconds, theta_deg)
