@@ -37,13 +37,18 @@
 2. *Rotation* (no payload, or the payload does not open). Each track's masked key frame is encoded
    again, the rotation is inverted with z_r and θ (closed form, :func:`facedeid.privacy.rotation.recover`),
    rendered with the same propagation and refined away from the masked face (``RECOVER_REFINE``:
-   16 steps, target 0.8). With a WRONG key this is the book's "natural video of yet another
-   identity" (Eq. 8.2–8.3). Measured limitation of this model: with the RIGHT key this path is
-   not a recovery. The mask's refinement moves the texture code about 15 units (‖z_id‖ is 5–9)
-   along directions the recognizer is sensitive to, so encode(masked) is far from z_new, and
-   the plausibility check of the render shrinks the code. So a rotation back with ANY key partly
-   undoes the refinement: right and wrong keys land at similar recognizer distances from the
-   original (0.45–0.7 dlib). Right-key recovery therefore relies on the payload, which the mask
+   24 steps, target 0.85). With a WRONG key this is the book's "natural video of yet another
+   identity" (Eq. 8.2–8.3). Refining away from the masked face alone is not enough for that: the
+   mask's own refinement pushed the texture code outwards (the masked face's code z_m is 10–14 long,
+   ‖z_id‖ of real faces 5–9, and z_m − z_id is within 22–45° of z_m), so the easiest way away from
+   the masked face in the recognizer's eyes is back towards the original (a wrong key then landed
+   at dlib distance 0.52–0.75 from it on average, single frames down to 0.47). The refinement
+   therefore also repels the *origin estimates* (:func:`origin_estimates`): the masked key frame
+   rendered with its own code shrunk to 0 and ½ (``ORIGIN_SCALES``), i.e. the mask's outward step
+   undone; every view must be the target away from those too. Measured limitation of this model:
+   with the RIGHT key this path is not a recovery. The mask's refinement moves the texture code about 15 units along directions the
+   recognizer is sensitive to, so encode(masked) is far from z_new, and the plausibility check of
+   the render shrinks the code. Right-key recovery therefore relies on the payload, which the mask
    run writes by default (``embed=True``: inside the video). Anchoring the key frame to the
    recognizer, as ``identity-password`` does for photos, was measured and not merged: rotating 12
    principal coordinates of the descriptor by θ > 90° (needed to de-identify) puts a wrong key's
@@ -62,6 +67,7 @@ the video's length beyond the per-frame report and the payload's landmarks (0.5 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import io
 import json
@@ -99,7 +105,9 @@ _REC = struct.Struct(">BQ")  # record kind, length of the sealed blob
 _FRAME = struct.Struct(">II")  # frame index, length of its packed patches
 ROI_CHUNK_BYTES = 8 << 20
 #: Refinement of the rotation path of recovery: away from the masked face, further than the mask went.
-RECOVER_REFINE = {"steps": 16, "target": 0.8}
+RECOVER_REFINE = {"steps": 24, "target": 0.85}
+#: Code scales of the origin estimates the rotation path of recovery also moves away from.
+ORIGIN_SCALES = (0.0, 0.5)
 MAX_ATTEMPTS = 3  # key-frame planning tries per track before its later frames are reported as failed
 _MODEL_ERRORS = (ValueError, ArithmeticError, np.linalg.LinAlgError, cv2.error, IndexError)
 
@@ -154,6 +162,8 @@ def plan_identity_edit(model, image: np.ndarray, face: Face, z_r: np.ndarray, th
     fit = model.encode(crop, cface)
     z = fit.code.vector()
     new = recover(z, z_r, theta) if inverse else rotate(z, z_r, theta)
+    if inverse and refine is not None and getattr(refine, "steps", 0) > 0 and hasattr(refine, "repel"):
+        refine = dataclasses.replace(refine, repel=origin_estimates(model, crop, cface, fit))
     edit = model.plan_edit(crop, fit, IdentityCode.from_vector(new, model.n_shape), refine)
     rep = edit.report
     info = {"strength": rep.get("strength"), "code_inside_model": rep.get("code_inside_model"),
@@ -162,6 +172,23 @@ def plan_identity_edit(model, image: np.ndarray, face: Face, z_r: np.ndarray, th
         info["refine"] = {k: rep["refine"][k] for k in ("steps", "min_view_distance", "code_step")}
     info["seconds"] = round(time.perf_counter() - t0, 3)
     return edit, info
+
+
+def origin_estimates(model, crop: np.ndarray, cface: Face, fit, scales: tuple[float, ...] = ORIGIN_SCALES
+                     ) -> tuple[tuple[float, ...], ...]:
+    """dlib descriptors of the aligned masked face ``crop`` rendered with its own identity code scaled
+    by each of ``scales``: the mask's outward code step undone (0 = the model's mean identity, ½ =
+    half-way). They point to where the masked face came from (measured: the descriptor change of the
+    0-render is within 53–82° of the direction (4 clips' first frames) to the original, against 90° by chance), so the
+    rotation path of recovery keeps every output view away from them as well as from the masked face."""
+    from .model.anchor import descriptor
+    from .model.core import IdentityCode
+
+    out = []
+    for scale in scales:
+        edit = model.plan_edit(crop, fit, IdentityCode.from_vector(fit.code.vector() * scale, model.n_shape), None)
+        out.append(tuple(float(x) for x in descriptor(model.apply_edit(crop, fit, edit).image, cface.landmarks5)))
+    return tuple(out)
 
 
 def _f32(points: np.ndarray) -> np.ndarray:
@@ -744,5 +771,5 @@ def recover_video(src: str | Path, dst: str | Path, key: Any, theta_deg: float =
     return rep
 
 
-__all__ = ["DEFAULT_THETA", "KEY_PURPOSE", "FaceStream", "aligned_face", "mask_video", "motion_fit",
+__all__ = ["DEFAULT_THETA", "KEY_PURPOSE", "FaceStream", "aligned_face", "mask_video", "motion_fit", "origin_estimates",
            "plan_identity_edit", "recover_video", "reference_for", "stream_video", "theta_radians", "unapply_edit"]

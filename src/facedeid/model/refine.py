@@ -11,7 +11,8 @@ A few Adam steps on a low-dimensional parameterisation of the appearance change 
 against an ensemble of *views* of the PyTorch port of dlib's recognizer: the face aligned with the
 original photo's five points (the best-aligned attacker of the benchmark) and with the rendered
 face's own points, each also mirrored. The hinge loss Σ max(0, target − ‖f(x) − f(x₀)‖) stops
-pushing once every view is past the target distance. MobileFaceNet is never used here (it is the
+pushing once every view is past the target distance. With ``repel`` descriptors r_j the distance of
+a view is min(‖f(x) − f(x₀)‖, min_j ‖f(x) − r_j‖): the face must move away from all of them. MobileFaceNet is never used here (it is the
 evaluation's independent recognizer), so its figures stay a transfer test.
 """
 from __future__ import annotations
@@ -42,6 +43,9 @@ class RefineSettings:
     flip: bool = False
     line_search: bool = True
     keep_expression: bool = True
+    #: Further dlib descriptors (128-D each) that every view must also be ``target`` away from (the
+    #: rotation path of video recovery passes estimates of where the masked face came from).
+    repel: tuple[tuple[float, ...], ...] = ()
 
     def run(self, model, img, fit, target68, roi, base, alpha, cmap, delta_canvas):
         """The hook :meth:`facedeid.model.core.FaceModel.plan_edit` calls."""
@@ -144,8 +148,13 @@ def refine_texture(model, img: np.ndarray, fit, target68: np.ndarray, roi, base:
         chips = face_chips_torch(render(theta_v, g_v), views)
         if s.flip:
             chips = torch.cat([chips, chips.flip(3)])
-        return (net(chips) - ref).norm(dim=1)
+        emb = net(chips)
+        dist = (emb - ref).norm(dim=1)
+        for r in repel:
+            dist = torch.minimum(dist, (emb - r).norm(dim=1))
+        return dist
 
+    repel = [torch.tensor(r, dtype=torch.float32)[None] for r in s.repel]
     steps = 0
     with torch_threads():
         for steps in range(1, s.steps + 1):
