@@ -5,9 +5,12 @@ For each clip (first ``--frames`` frames, cut once so every method sees the same
 * identity-mask (first frame edited, the edit carried by motion, "MF"),
 * the same method applied per frame without motion propagation ("w/o MF"),
 * blur (the project's ``blur`` through the video pipeline),
-* recovery: right key (sealed edit payload, as a sidecar and inside the video), wrong key (rotation
-  path), and the right key on the rotation path without the payload (the limitation the module doc
+* recovery: right key (sealed edit payload, as a sidecar and inside the video), two wrong keys
+  (rotation path; and how far apart their two decoys are), and the right key on the rotation path without the payload (the limitation the module doc
   describes),
+* a keyless attack on the masked video: every face's identity code set to the model's mean identity
+  (undoing the mask's outward code step without the key; the origin estimate the rotation path of
+  recovery repels), frame by frame,
 
 with the book's video metrics: identity distance, CSIM and match rate per recognizer (dlib, and
 MobileFaceNet, which the method never sees), POSE (mean absolute yaw/pitch/roll error, degrees),
@@ -39,11 +42,11 @@ from facedeid.methods import get_method
 from facedeid.metrics.utility import expression_ratios, head_pose, pose_error
 from facedeid.identity.recognizers import cosine_similarity, distance
 from facedeid.metrics.video import average_keypoint_distance, flicker, frame_landmarks
-from facedeid.video_mask import mask_video, recover_video, stream_video
+from facedeid.video_mask import aligned_face, mask_video, motion_fit, recover_video, stream_video
 from facedeid.video_pipeline import anonymize_video
 
 CLIPS = ["retalking_face_3.mp4", "lp_driving_d3.mp4", "faceswapss_test_video_03-2_faces.mp4"]
-KEY, WRONG = "bench-key-2024", "not-the-key"
+KEY, WRONG, WRONG2 = "bench-key-2024", "not-the-key", "another guess"
 OUT = Path("out/bench/identity_mask")
 
 
@@ -151,6 +154,27 @@ def _strip(path: Path, rows: dict[str, list[np.ndarray]], faces: list[list], pic
     cv2.imwrite(str(path), cv2.cvtColor(np.concatenate(cells, axis=0), cv2.COLOR_RGB2BGR))
 
 
+def keyless_attack(src: Path, dst: Path) -> None:
+    """An attacker with this tool but no key: each detected face of the masked video ``src`` is
+    encoded and rendered with the model's mean identity code (no refinement), written to ``dst``."""
+    from facedeid.model.core import IdentityCode, load_model
+
+    model = load_model()
+
+    def fn(i: int, t: float, rgb: np.ndarray) -> np.ndarray:
+        out = rgb
+        for face in detect(rgb, "centerface", with_68=True):
+            if face.landmarks68 is None:
+                continue
+            crop, cface, _ = aligned_face(rgb, face)
+            fit = model.encode(crop, cface)
+            edit = model.plan_edit(crop, fit, IdentityCode.from_vector(np.zeros(model.dim), model.n_shape), None)
+            out = model.apply_edit(out, motion_fit(face.landmarks68, rgb.shape), edit).image
+        return out
+
+    stream_video(src, dst, fn)
+
+
 def run_clip(name: str, n: int, recs, tmp: Path, exact: bool) -> dict:
     src = tmp / f"src_{name}"
     stream_video(data_root() / "videos" / name, src, lambda i, t, f: f, quality=14, max_frames=n)
@@ -178,9 +202,15 @@ def run_clip(name: str, n: int, recs, tmp: Path, exact: bool) -> dict:
     timed("recovery, right key (edit payload)", lambda: recover_video(outs["identity-mask (MF)"], outs["recovery, right key (edit payload)"], KEY))
     outs["recovery, wrong key (rotation path)"] = tmp / f"wrong_{name}"
     timed("recovery, wrong key (rotation path)", lambda: recover_video(outs["identity-mask (MF)"], outs["recovery, wrong key (rotation path)"], WRONG))
+    outs["recovery, another wrong key (rotation path)"] = tmp / f"wrong2_{name}"
+    timed("recovery, another wrong key (rotation path)",
+          lambda: recover_video(outs["identity-mask (MF)"], outs["recovery, another wrong key (rotation path)"], WRONG2))
     outs["right key, rotation path (no payload)"] = tmp / f"rot_{name}"
     timed("right key, rotation path (no payload)",
           lambda: recover_video(outs["identity-mask (MF)"], outs["right key, rotation path (no payload)"], KEY, use_payload=False))
+    outs["attack, no key (identity code set to the mean)"] = tmp / f"attack_{name}"
+    timed("attack, no key (identity code set to the mean)",
+          lambda: keyless_attack(outs["identity-mask (MF)"], outs["attack, no key (identity code set to the mean)"]))
     inside = tmp / f"inside_{name}"
     rep_in = timed("identity-mask, payload inside the video", lambda: mask_video(src, inside, KEY, embed=True))
     outs["recovery, right key (payload inside the video)"] = tmp / f"inrec_{name}"
@@ -201,9 +231,13 @@ def run_clip(name: str, n: int, recs, tmp: Path, exact: bool) -> dict:
     decoded: dict[str, list[np.ndarray]] = {"original": orig}
     for label, path in outs.items():  # the masked output comes first: its embeddings serve the recovery rows
         frames = _frames(path, n)
-        res["rows"][label], embs = _metrics(cache, frames, masked="recovery" in label or "rotation" in label)
+        res["rows"][label], embs = _metrics(cache, frames, masked=_from_masked(label))
         if label == "identity-mask (MF)":
             cache.emb_masked = embs
+        if label == "recovery, wrong key (rotation path)":
+            wrong_embs = embs
+        if label == "recovery, another wrong key (rotation path)":  # two decoys: different identities?
+            res["wrong_keys_apart"] = {r.name: _identity(wrong_embs[r.name], embs[r.name], r)[0] for r in recs}
         if label in ("identity-mask (MF)", "w/o MF (per frame)", "blur", "recovery, right key (edit payload)", "recovery, wrong key (rotation path)"):
             decoded[label] = frames
         print(f"  {name} metrics {label}", flush=True)
@@ -214,6 +248,11 @@ def run_clip(name: str, n: int, recs, tmp: Path, exact: bool) -> dict:
 
 def _f(x, d=3) -> str:
     return "–" if x is None or (isinstance(x, float) and not np.isfinite(x)) else f"{x:.{d}f}"
+
+
+def _from_masked(label: str) -> bool:
+    """Rows made from the masked video (recoveries and the attack): Table 8.9, with distance to the masked."""
+    return any(w in label for w in ("recovery", "rotation", "attack"))
 
 
 def report(results: list[dict], recs, n: int) -> str:
@@ -232,7 +271,7 @@ def report(results: list[dict], recs, n: int) -> str:
     lines += ["## Table 8.4/8.6 layout: de-identification and utility", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for res in results:
         for label, row in res["rows"].items():
-            if "recovery" in label or "rotation" in label:
+            if _from_masked(label):
                 continue
             s = res["seconds"].get(label)
             lines.append("| " + " | ".join([res["clip"], label, *[_f(row[f"dist_{r}"]) for r in rn], *[_f(row[f"csim_{r}"]) for r in rn],
@@ -244,11 +283,13 @@ def report(results: list[dict], recs, n: int) -> str:
               + " | " + " | ".join(f"dist to masked {r}" for r in rn) + " | POSE ° | AKD px | s |", "|" + "---|" * (3 + 3 * len(rn) + 2)]
     for res in results:
         for label, row in res["rows"].items():
-            if not ("recovery" in label or "rotation" in label):
+            if not _from_masked(label):
                 continue
             lines.append("| " + " | ".join([res["clip"], label, *[_f(row[f"dist_{r}"]) for r in rn], *[_f(row[f"match_{r}"], 2) for r in rn],
                                              *[_f(row.get(f"dist_to_masked_{r}")) for r in rn], _f(row["pose"], 2), _f(row["akd"], 2),
                                              _f(res["seconds"].get(label), 1)]) + " |")
+    lines += ["", "Distance between the outputs of the two wrong keys (are the decoys different people?): "
+              + "; ".join(f"{r['clip']}: " + ", ".join(f"{k} {_f(v)}" for k, v in r.get("wrong_keys_apart", {}).items()) for r in results)]
     lines += ["", "Sidecar sizes (bytes): " + "; ".join(f"{r['clip']}: {r['payload_bytes']}" for r in results), ""]
     lines += ["## Fig. 8.13: seconds vs number of frames (cumulative, measured inside one run)", ""]
     marks = sorted({1, *range(10, n + 1, 10), n})
