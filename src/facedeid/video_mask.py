@@ -57,6 +57,11 @@
    wrong key stays far (0.74 median on exact rotations), but the render misses such targets by
    0.36–0.64 depending on face and key, so the right key alone recovers only some faces.
 
+*Known weakness* (measured, ``benchmarks/identity_mask_video.py``, row "attack, no key"): the identity
+change lives in the model's identity code, mostly as the refinement's step far outside its normal
+range, so an attacker without the key who sets the masked face's code back to the model's mean undoes
+much of it (dlib 0.54–0.62 from the original instead of 0.69; MobileFaceNet matches again).
+
 A wrong key is not reported as such unless ``reveal`` is set (the same "security via ambiguity" as
 :mod:`facedeid.recovery`); ``strict=True`` raises :class:`~facedeid.errors.BadKey` instead.
 
