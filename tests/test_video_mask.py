@@ -154,6 +154,28 @@ def test_cli_anonymize_and_recover_a_video(runs):
     assert float(np.linalg.norm(rec.embed(a, [face]) - rec.embed(b, [face]))) < TAU
 
 
+def test_method_params_reach_the_video_path(runs, tmp_path):
+    """``steps``/``suppress`` given to the registered method are what the video path uses (not
+    dropped on the way to mask_video); the payload's inverse also restores the suppressed detail."""
+    from facedeid.media.payload import sidecar_path
+
+    src = runs["right"]  # a 10-frame clip of the original person
+    outs, edits = {}, {}
+    for sup in ("0", "1"):
+        m = get_method("identity-mask", {"key": KEY, "steps": "0", "suppress": sup})
+        outs[sup] = tmp_path / f"sup{sup}.mp4"
+        rep = m.anonymize_video_file(src, outs[sup], "centerface", 1, 18, None)
+        assert rep["tracks"] and "refine" not in rep["tracks"][0], rep["tracks"]  # steps=0: no refinement
+        edits[sup] = _PayloadReader(sidecar_path(outs[sup]), KEY).edits[0].texture
+    assert np.abs(edits["1"] - edits["0"]).mean() > 0.5  # the idiosyncratic detail was taken out
+    back = tmp_path / "back.mp4"
+    assert recover_video(outs["1"], back, KEY)["how"] == "edit"
+    rec = DlibRecognizer()
+    a, b = _frames(src, 1)[0], _frames(back, 1)[0]
+    face = max(detect(a, "centerface"), key=lambda f: f.box.area)
+    assert float(np.linalg.norm(rec.embed(a, [face]) - rec.embed(b, [face]))) < 0.25
+
+
 def test_payload_inside_the_video_recovers_with_the_key_alone(runs, tmp_path):
     """``embed=True``: no sidecar; the sealed edit payload travels inside the MP4, so the video and the
     key alone recover the face; a wrong key still takes the rotation path; a .mkv output is refused."""

@@ -156,9 +156,11 @@ def aligned_face(image: np.ndarray, face: Face, size: int = ALIGN_SIZE) -> tuple
 
 
 def plan_identity_edit(model, image: np.ndarray, face: Face, z_r: np.ndarray, theta: float, refine=None,
-                       inverse: bool = False):
+                       inverse: bool = False, suppress: float = 0.0):
     """The key-frame edit: align, encode, rotate z_id by θ towards z_r (or invert that rotation when
-    ``inverse``), plan the render in the aligned crop. Returns (FaceEdit, info)."""
+    ``inverse``), plan the render in the aligned crop (``suppress``: the fraction of the face's
+    idiosyncratic detail removed, :meth:`facedeid.model.core.FaceModel.texture_delta`; the edit
+    carries it, so the payload's inverse restores it). Returns (FaceEdit, info)."""
     from .model.core import IdentityCode
     from .privacy.rotation import recover, rotate
 
@@ -169,7 +171,7 @@ def plan_identity_edit(model, image: np.ndarray, face: Face, z_r: np.ndarray, th
     new = recover(z, z_r, theta) if inverse else rotate(z, z_r, theta)
     if inverse and refine is not None and getattr(refine, "steps", 0) > 0 and hasattr(refine, "repel"):
         refine = dataclasses.replace(refine, repel=origin_estimates(model, crop, cface, fit))
-    edit = model.plan_edit(crop, fit, IdentityCode.from_vector(new, model.n_shape), refine)
+    edit = model.plan_edit(crop, fit, IdentityCode.from_vector(new, model.n_shape), refine, suppress)
     rep = edit.report
     info = {"strength": rep.get("strength"), "code_inside_model": rep.get("code_inside_model"),
             "angle_deg": round(math.degrees(math.acos(np.clip(z @ new / (np.linalg.norm(z) * np.linalg.norm(new)), -1, 1))), 2)}
@@ -527,6 +529,7 @@ class _Run:
     refine: Any
     stream: FaceStream
     writer: _PayloadWriter | None = None
+    suppress: float = 0.0
     per_frame: list[dict[str, Any]] = field(default_factory=list)
     failures: list[dict[str, Any]] = field(default_factory=list)
     tracks: dict[int, FaceTrack] = field(default_factory=dict)
@@ -549,7 +552,8 @@ class _Run:
                 if edit is None or not self.propagate:
                     t0 = time.perf_counter()
                     track.attempts += 1
-                    edit, info = plan_identity_edit(self.model, rgb, track.face(), self.z_r, self.theta, self.refine, self.inverse)
+                    edit, info = plan_identity_edit(self.model, rgb, track.face(), self.z_r, self.theta, self.refine, self.inverse,
+                                                    self.suppress)
                     self.plan_s += time.perf_counter() - t0
                     if self.propagate:
                         track.edit, track.info = edit, {"key_frame": i, **info}
@@ -630,7 +634,8 @@ def _paths(src: str | Path, dst: str | Path) -> tuple[Path, Path]:
 def mask_video(src: str | Path, dst: str | Path, key: Any, theta_deg: float = DEFAULT_THETA, propagate: bool = True,
                refine: bool = True, *, detector: str = DEFAULT_DETECTOR, detect_every: int = 1,
                max_frames: int | None = None, payload: str = "auto", quality: int = 18,
-               report_path: str | Path | None = None, refine_settings=None, embed: bool = False) -> dict[str, Any]:
+               report_path: str | Path | None = None, refine_settings=None, embed: bool = False,
+               suppress: float = 0.0) -> dict[str, Any]:
     """IdentityMask (Alg. 2): de-identify every face of ``src`` into ``dst`` under the key ``key``.
 
     ``propagate=False`` is the "w/o MF" ablation (every frame encoded, rotated and refined anew).
@@ -639,8 +644,9 @@ def mask_video(src: str | Path, dst: str | Path, key: Any, theta_deg: float = DE
     changed region, ``none`` nothing (recovery then goes through the rotation only); ``auto`` is
     ``edit`` with propagation and ``none`` without. ``embed`` puts that payload inside the output
     instead of the sidecar (a ``uuid`` box appended to the MP4/MOV, :func:`facedeid.media.payload.embed_mp4_file`),
-    so the video and the key alone recover it. Returns the JSON-ready report (also written to
-    ``report_path``). The report never holds the key, the original code or landmarks.
+    so the video and the key alone recover it. ``suppress`` ∈ [0, 1] also removes that fraction of each
+    face's idiosyncratic detail (marks the model cannot explain; the edit, hence the payload, restores
+    it). Returns the JSON-ready report (also written to ``report_path``). The report never holds the key, the original code or landmarks.
     """
     from .model.core import load_model
 
@@ -648,6 +654,8 @@ def mask_video(src: str | Path, dst: str | Path, key: Any, theta_deg: float = DE
     theta = theta_radians(theta_deg)
     if payload not in PAYLOAD_MODES:
         raise BadArguments(f"payload must be one of {', '.join(PAYLOAD_MODES)}")
+    if not 0.0 <= suppress <= 1.0:
+        raise BadArguments("suppress must be in [0, 1]")
     mode = ("edit" if propagate else "none") if payload == "auto" else payload
     if mode == "edit" and not propagate:
         raise BadArguments("payload=edit needs propagation (one edit per track); use payload=exact or none")
@@ -659,7 +667,8 @@ def mask_video(src: str | Path, dst: str | Path, key: Any, theta_deg: float = DE
     side = payload_mod.sidecar_path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     writer = _PayloadWriter(side, key, exact=mode == "exact") if mode != "none" else None
-    run = _Run(model, z_r, theta, False, propagate, _settings(refine, refine_settings), FaceStream(detector, detect_every), writer)
+    run = _Run(model, z_r, theta, False, propagate, _settings(refine, refine_settings), FaceStream(detector, detect_every), writer,
+               suppress=suppress)
     t0 = time.perf_counter()
     try:
         tr = stream_video(src, dst, run.frame, quality=quality, max_frames=max_frames)

@@ -10,6 +10,7 @@ the later frames by motion. Use ``facedeid recover`` to recover a video.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, ClassVar, Sequence
 
@@ -50,16 +51,18 @@ class IdentityMask(Method):
 
     def spec(self) -> str:
         """Like :meth:`Method.spec` but never with the key (specs end up in reports)."""
-        p = self.params
-        return f"{self.name}:key=<hidden>,theta={p.theta},refine={p.refine},steps={p.steps},target_distance={p.target_distance}"
+        vals = {**dataclasses.asdict(self.params), "key": "<hidden>"}
+        return f"{self.name}:" + ",".join(f"{k}={v}" for k, v in vals.items())
 
     def anonymize_video_file(self, src, dst, detector: str, detect_every: int, quality: int, report_path) -> dict[str, Any]:
         """Alg. 2 on a whole video: each face's first-frame edit carried by motion (not per frame)."""
         from ..video_mask import mask_video
 
         p = self.params
-        return mask_video(src, dst, p.key, theta_deg=p.theta, refine=p.refine, detector=detector, detect_every=detect_every,
-                          quality=quality, payload=p.payload, report_path=report_path, embed=p.embed)
+        settings = p.refine_settings()  # None when refine=false or steps=0
+        return mask_video(src, dst, p.key, theta_deg=p.theta, refine=settings is not None, detector=detector,
+                          detect_every=detect_every, quality=quality, payload=p.payload, report_path=report_path,
+                          embed=p.embed, refine_settings=settings, suppress=p.suppress)
 
     def apply(self, image: np.ndarray, faces: Sequence[Face], ctx: Context) -> MethodOutput:
         from ..faces.landmarks import with_landmarks68
@@ -77,7 +80,7 @@ class IdentityMask(Method):
         for face in faces:
             face = with_landmarks68(image, face)
             try:
-                edit, info = plan_identity_edit(model, image, face, z_r, theta, p.refine_settings())
+                edit, info = plan_identity_edit(model, image, face, z_r, theta, p.refine_settings(), suppress=p.suppress)
                 rendered = model.apply_edit(out, motion_fit(face.landmarks68, image.shape, face), edit)
             except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
                 rows.append({"face": face.box.to_list(), "failed": str(exc)[:120]})
