@@ -12,8 +12,9 @@ against an ensemble of *views* of the PyTorch port of dlib's recognizer: the fac
 original photo's five points (the best-aligned attacker of the benchmark) and with the rendered
 face's own points, each also mirrored. The hinge loss Σ max(0, target − ‖f(x) − f(x₀)‖) stops
 pushing once every view is past the target distance. With ``repel`` descriptors r_j the distance of
-a view is min(‖f(x) − f(x₀)‖, min_j ‖f(x) − r_j‖): the face must move away from all of them. MobileFaceNet is never used here (it is the
-evaluation's independent recognizer), so its figures stay a transfer test.
+a view is min(‖f(x) − f(x₀)‖, min_j ‖f(x) − r_j‖): the face must move away from all of them.
+MobileFaceNet is never used here (it is the evaluation's independent recognizer), so its figures
+stay a transfer test.
 """
 from __future__ import annotations
 
