@@ -6,8 +6,8 @@ For each clip (first ``--frames`` frames, cut once so every method sees the same
 * the same method applied per frame without motion propagation ("w/o MF"),
 * blur (the project's ``blur`` through the video pipeline),
 * recovery: right key (sealed edit payload, as a sidecar and inside the video), two wrong keys
-  (rotation path; and how far apart their two decoys are), and the right key on the rotation path without the payload (the limitation the module doc
-  describes),
+  (rotation path; and how far apart their two decoys are), and the right key on the rotation path
+  without the payload (the limitation the module doc describes),
 * a keyless attack on the masked video: every face's identity code set to the model's mean identity
   (undoing the mask's outward code step without the key; the origin estimate the rotation path of
   recovery repels), frame by frame,

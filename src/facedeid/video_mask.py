@@ -46,16 +46,17 @@
    therefore also repels the *origin estimates* (:func:`origin_estimates`): the masked key frame
    rendered with its own code shrunk to 0 and ½ (``ORIGIN_SCALES``), i.e. the mask's outward step
    undone; every view must be the target away from those too. Measured limitation of this model:
-   with the RIGHT key this path is not a recovery. The mask's refinement moves the texture code about 15 units along directions the
-   recognizer is sensitive to, so encode(masked) is far from z_new, and the plausibility check of
-   the render shrinks the code. Right-key recovery therefore relies on the payload, which the mask
-   run writes by default (``embed=True``: inside the video). Anchoring the key frame to the
-   recognizer, as ``identity-password`` does for photos, was measured and not merged: rotating 12
-   principal coordinates of the descriptor by θ > 90° (needed to de-identify) puts a wrong key's
-   rotation back on the same cone around the masked descriptor as the original, so any key moves
-   the face back towards it (wrong keys 0.46–0.6 vs 0.72 masked); in 32 coordinates at θ = 80° a
-   wrong key stays far (0.74 median on exact rotations), but the render misses such targets by
-   0.36–0.64 depending on face and key, so the right key alone recovers only some faces.
+   with the RIGHT key this path is not a recovery. The mask's refinement moves the texture code
+   about 15 units along directions the recognizer is sensitive to, so encode(masked) is far from
+   z_new, and the plausibility check of the render shrinks the code. Right-key recovery therefore
+   relies on the payload, which the mask run writes by default (``embed=True``: inside the video).
+   Anchoring the key frame to the recognizer, as ``identity-password`` does for photos, was measured
+   and not merged: rotating 12 principal coordinates of the descriptor by θ > 90° (needed to
+   de-identify) puts a wrong key's rotation back on the same cone around the masked descriptor as the
+   original, so any key moves the face back towards it (wrong keys 0.46–0.6 vs 0.72 masked); in 32
+   coordinates at θ = 80° a wrong key stays far (0.74 median on exact rotations), but the render
+   misses such targets by 0.36–0.64 depending on face and key, so the right key alone recovers only
+   some faces.
 
 *Known weakness* (measured, ``benchmarks/identity_mask_video.py``, row "attack, no key"): the identity
 change lives in the model's identity code, mostly as the refinement's step far outside its normal
@@ -162,6 +163,7 @@ def plan_identity_edit(model, image: np.ndarray, face: Face, z_r: np.ndarray, th
     idiosyncratic detail removed, :meth:`facedeid.model.core.FaceModel.texture_delta`; the edit
     carries it, so the payload's inverse restores it). Returns (FaceEdit, info)."""
     from .model.core import IdentityCode
+    from .model.refine import RefineSettings
     from .privacy.rotation import recover, rotate
 
     t0 = time.perf_counter()
@@ -169,7 +171,7 @@ def plan_identity_edit(model, image: np.ndarray, face: Face, z_r: np.ndarray, th
     fit = model.encode(crop, cface)
     z = fit.code.vector()
     new = recover(z, z_r, theta) if inverse else rotate(z, z_r, theta)
-    if inverse and refine is not None and getattr(refine, "steps", 0) > 0 and hasattr(refine, "repel"):
+    if inverse and isinstance(refine, RefineSettings) and refine.steps > 0:
         refine = dataclasses.replace(refine, repel=origin_estimates(model, crop, cface, fit))
     edit = model.plan_edit(crop, fit, IdentityCode.from_vector(new, model.n_shape), refine, suppress)
     rep = edit.report
@@ -185,17 +187,15 @@ def origin_estimates(model, crop: np.ndarray, cface: Face, fit, scales: tuple[fl
                      ) -> tuple[tuple[float, ...], ...]:
     """dlib descriptors of the aligned masked face ``crop`` rendered with its own identity code scaled
     by each of ``scales``: the mask's outward code step undone (0 = the model's mean identity, ½ =
-    half-way). They point to where the masked face came from (measured: the descriptor change of the
-    0-render is within 53–82° of the direction (4 clips' first frames) to the original, against 90° by chance), so the
-    rotation path of recovery keeps every output view away from them as well as from the masked face."""
+    half-way). They point to where the masked face came from (measured on 4 clips' first frames: the
+    descriptor change of the 0-render is within 53–82° of the direction to the original, against 90°
+    by chance), so the rotation path of recovery keeps every output view away from them as well as
+    from the masked face."""
     from .model.anchor import descriptor
     from .model.core import IdentityCode
 
-    out = []
-    for scale in scales:
-        edit = model.plan_edit(crop, fit, IdentityCode.from_vector(fit.code.vector() * scale, model.n_shape), None)
-        out.append(tuple(float(x) for x in descriptor(model.apply_edit(crop, fit, edit).image, cface.landmarks5)))
-    return tuple(out)
+    codes = [IdentityCode.from_vector(fit.code.vector() * scale, model.n_shape) for scale in scales]
+    return tuple(tuple(float(x) for x in descriptor(model.render(crop, fit, code).image, cface.landmarks5)) for code in codes)
 
 
 def _f32(points: np.ndarray) -> np.ndarray:
@@ -643,10 +643,11 @@ def mask_video(src: str | Path, dst: str | Path, key: Any, theta_deg: float = DE
     ``<dst>.facedeid-payload`` for near-exact recovery, ``exact`` also the original pixels of every
     changed region, ``none`` nothing (recovery then goes through the rotation only); ``auto`` is
     ``edit`` with propagation and ``none`` without. ``embed`` puts that payload inside the output
-    instead of the sidecar (a ``uuid`` box appended to the MP4/MOV, :func:`facedeid.media.payload.embed_mp4_file`),
-    so the video and the key alone recover it. ``suppress`` ∈ [0, 1] also removes that fraction of each
-    face's idiosyncratic detail (marks the model cannot explain; the edit, hence the payload, restores
-    it). Returns the JSON-ready report (also written to ``report_path``). The report never holds the key, the original code or landmarks.
+    instead of the sidecar (a ``uuid`` box appended to the MP4/MOV,
+    :func:`facedeid.media.payload.embed_mp4_file`), so the video and the key alone recover it.
+    ``suppress`` ∈ [0, 1] also removes that fraction of each face's idiosyncratic detail (marks the
+    model cannot explain; the edit, hence the payload, restores it). Returns the JSON-ready report
+    (also written to ``report_path``). The report never holds the key, the original code or landmarks.
     """
     from .model.core import load_model
 
